@@ -109,6 +109,14 @@ class Communicator:
         """Block until every rank has arrived."""
         self._barrier_impl()
 
+    def broadcast_object(self, obj: Any, root: int = 0) -> Any:
+        """Host-side control message: every rank gets the root's small Python/NumPy object."""
+        raise NotImplementedError
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """Host-side control message: every rank gets the list of every rank's object."""
+        raise NotImplementedError
+
     def abort(self, reason: str = "", code: int = 1) -> None:
         """End every rank now (used when this rank failed and others may be waiting)."""
         raise NotImplementedError
@@ -232,6 +240,14 @@ class LocalCommunicator(Communicator):
 
     def _barrier_impl(self):
         return None
+
+    def broadcast_object(self, obj: Any, root: int = 0) -> Any:
+        """One rank: the object itself."""
+        return obj
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """One rank: a list of one."""
+        return [obj]
 
     def abort(self, reason: str = "", code: int = 1) -> None:
         """Nothing to abort beyond this process: raise so the caller unwinds."""

@@ -1,0 +1,1 @@
+"""ONNX import (ModelProto -> Network) and export (Network -> ModelProto)."""
