@@ -25,6 +25,10 @@ _MODULES = [
     "relu",
     # distributed
     "dist_collective",
+    # nn (ops-nn helper)
+    "conv",
+    "conv_transpose",
+    "max_pool",
 ]
 
 for _name in _MODULES:

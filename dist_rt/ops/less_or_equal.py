@@ -1,0 +1,20 @@
+"""LessOrEqual: ``C = less_equal(A, B)`` with broadcasting (bool)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dist_rt.ops._elementwise import Binary
+from dist_rt.ops._op import register_op
+
+
+@register_op("LessOrEqual", since_opset=12)
+class LessOrEqual(Binary):
+    """``C = less_equal(A, B)`` with broadcasting (bool)."""
+
+    out_dtype = np.dtype(np.bool_)
+    widen_low_precision = False
+
+    @staticmethod
+    def fn(xp, a, b, layer):
+        return xp.less_equal(a, b)
