@@ -41,7 +41,7 @@ import numpy as np
 
 from collectives import _layout as lay
 from collectives.communicator import Communicator
-from dist_rt.errors import CollectiveTimeoutError, CommunicatorError, LaunchError
+from dist_rt.errors import CommunicatorError, LaunchError
 
 _WIDEN = {"float16", "bfloat16"}
 
@@ -50,7 +50,8 @@ def _mpi() -> Any:
     try:
         from mpi4py import MPI  # noqa: PLC0415 - optional dependency, loaded on first use
     except ImportError as exc:
-        raise LaunchError(f"the MPI backend needs mpi4py ({exc}); pip install mpi4py mpich")
+        raise LaunchError(f"the MPI backend needs mpi4py ({exc}); pip install mpi4py "
+                          f"mpich") from exc
     return MPI
 
 
@@ -163,11 +164,12 @@ class MpiCommunicator(Communicator):
     def _reducible(self, x: np.ndarray, name: str) -> np.ndarray:
         """Contiguous array of an MPI-reducible dtype (float16/bfloat16 widened to float32)."""
         if x.dtype.name in _WIDEN:
-            return np.ascontiguousarray(x, dtype=np.float32)
+            return np.array(x, dtype=np.float32, order="C")
         if x.dtype.kind not in "fiu":
             raise CommunicatorError(f"rank {self.rank}/{self.size}, {name}: cannot reduce dtype "
                                     f"{x.dtype}; expected a float or integer dtype")
-        return np.ascontiguousarray(x)
+        # np.array keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d).
+        return x if x.flags.c_contiguous else np.array(x, order="C")
 
     @staticmethod
     def _finish(y: np.ndarray, op: str, n: int, dtype: np.dtype) -> np.ndarray:
@@ -263,18 +265,20 @@ class MpiCommunicator(Communicator):
         with self._guard("barrier"):
             self._comm.Barrier()
 
-    def broadcast_object(self, obj: Any, root: int = 0) -> Any:
-        """Every rank gets world rank ``root``'s picklable object (host control message).
+    def broadcast_object(self, obj: Any, root: int = 0, group: list[int] | None = None) -> Any:
+        """Every rank gets ``root``'s picklable object (host control message).
 
         Args:
             obj: The object (only the root's matters).
-            root: World rank that sends.
+            root: Group rank that sends (the world rank when ``group`` is None).
+            group: Ordered world ranks taking part (default: all); others must not call.
 
         Returns:
             The root's object.
         """
+        comm = self._comm if group is None else self._sub(self._check_group(group, "bcast"))
         with self._guard("broadcast_object"):
-            return self._comm.bcast(obj, root=root)
+            return comm.bcast(obj, root=root)
 
     def all_gather_object(self, obj: Any) -> list[Any]:
         """Every rank gets the list of every rank's picklable object, in rank order.

@@ -11,8 +11,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 TESTS = os.path.dirname(os.path.abspath(__file__))
-if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
+# Test modules are imported by path (--import-mode=importlib, so equal basenames in two
+# folders do not clash); their shared helpers (mpi_util, node_harness, _builder_nets...) are
+# found through sys.path instead.
+for _dir in [TESTS] + sorted(
+        os.path.join(TESTS, d) for d in os.listdir(TESTS)
+        if os.path.isdir(os.path.join(TESTS, d)) and not d.startswith((".", "_"))):
+    if _dir not in sys.path:
+        sys.path.insert(0, _dir)
 
 
 def _gpu_count() -> int:

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterator
 
 import numpy as np
-from onnx import ModelProto, numpy_helper
+from onnx import ModelProto, TensorProto, numpy_helper
 
 from dist_rt import dtypes
 from dist_rt.network import Network
@@ -32,7 +32,13 @@ def node_cases(op_types: set[str] | None = None) -> Iterator[tuple[str, ModelPro
         if op_types is not None and not ops & op_types:
             continue
         for inputs, outputs in case.data_sets or []:
-            yield case.name, case.model, list(inputs), list(outputs)
+            # Cases with exotic dtypes (Cast to float8...) store data as TensorProtos.
+            yield case.name, case.model, [_as_array(v) for v in inputs], \
+                [_as_array(v) for v in outputs]
+
+
+def _as_array(value):
+    return numpy_helper.to_array(value) if isinstance(value, TensorProto) else value
 
 
 def run_model_on_ops(model: ModelProto, inputs: list) -> list[np.ndarray]:

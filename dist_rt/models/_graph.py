@@ -135,9 +135,22 @@ class GraphBuilder:
         self._names.add(name)
         return name
 
-    def add_output(self, name: str, elem_type: int, shape: Sequence[Dim]) -> None:
-        """Declares a graph output (the value ``name`` must be produced by a node)."""
-        self.outputs.append(helper.make_tensor_value_info(name, elem_type, list(shape)))
+    def add_output(self, value: str, elem_type: int, shape: Sequence[Dim],
+                   name: str | None = None) -> None:
+        """Declares ``value`` a graph output, renamed to ``name`` when given.
+
+        Renaming rewrites the producer and every consumer, so the graph output carries the
+        public name (``logits``) without an Identity node, as exporters name their outputs.
+        """
+        if name is not None and name != value:
+            for node in self.nodes:
+                for io in (node.input, node.output):
+                    for j, v in enumerate(io):
+                        if v == value:
+                            io[j] = name
+            self._names.add(name)
+            value = name
+        self.outputs.append(helper.make_tensor_value_info(value, elem_type, list(shape)))
 
     # -- nodes -----------------------------------------------------------------------------
 

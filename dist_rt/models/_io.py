@@ -74,20 +74,20 @@ def write(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool =
         path: Destination ``.onnx`` file; parent directories are created.
         external_data: Put every initializer of at least 1 KiB into ``<path>.data`` next to
             the model, each 64-byte aligned, so sharded ranks can memory-map their slices.
+            Ignored for a model whose weights are already external.
 
     Returns:
         The path written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if external_data:
-        if any(t.data_location == TensorProto.EXTERNAL for t in model.graph.initializer):
-            # Already external (e.g. make_llama(external_data_dir=...)): pull it in first so
-            # the data file lands next to ``path`` rather than where it was.
-            model = onnx.ModelProto.FromString(model.SerializeToString())
-            onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
-        else:
-            model = onnx.ModelProto.FromString(model.SerializeToString())
+    already_external = any(
+        t.data_location == TensorProto.EXTERNAL for t in model.graph.initializer
+    )
+    # A model that already references external data (make_llama(external_data_dir=...)) is
+    # saved as is: its relative location only resolves if ``path`` is in that directory.
+    if external_data and not already_external:
+        model = onnx.ModelProto.FromString(model.SerializeToString())
         externalize(model, path.parent, path.name + ".data")
     onnx.save_model(model, str(path))
     return path

@@ -162,8 +162,23 @@ def _causal_mask(g: GraphBuilder, positions: str, scope: str) -> str:
     return g.unsqueeze(mask, [0, 1], scope)
 
 
-def _attention(g: GraphBuilder, x: str, cfg: LlamaConfig, i: int, cos: str, sin: str,
-               mask: str, dynamic: bool) -> str:
+def attention(g: GraphBuilder, x: str, cfg: LlamaConfig, i: int, cos: str, sin: str,
+              mask: str, dynamic: bool = False) -> str:
+    """Layer ``i``'s self-attention (q/k/v/o projections, RoPE, GQA, causal softmax).
+
+    Args:
+        g: Graph under construction.
+        x: Normalized hidden state (B, S, hidden).
+        cfg: Config.
+        i: Layer index (for names).
+        cos: RoPE cos (1, 1, S, D) from :func:`embed_with_rope`.
+        sin: RoPE sin (1, 1, S, D).
+        mask: Additive causal mask (1, 1, S, S).
+        dynamic: Shape-chain Reshape targets instead of 0/-1 constants.
+
+    Returns:
+        The o_proj output (B, S, hidden), before the residual Add.
+    """
     scope = f"/model/layers.{i}/self_attn"
     prefix = f"model.layers.{i}.self_attn"
     d, kv = cfg.head_dim, cfg.kv_heads * cfg.head_dim
@@ -205,6 +220,39 @@ def _mlp(g: GraphBuilder, x: str, cfg: LlamaConfig, i: int) -> str:
                   std)
 
 
+def embed_with_rope(g: GraphBuilder, cfg: LlamaConfig, batch: Dim,
+                    seq: Dim) -> tuple[str, str, str, str, str, str]:
+    """The decoder prelude: input, token embedding, RoPE cos/sin and the causal mask.
+
+    Shared with :mod:`dist_rt.models.moe`, whose layers reuse Llama's attention.
+
+    Args:
+        g: Graph under construction.
+        cfg: Config (vocab, hidden, head_dim, max_seq, rope_theta are read).
+        batch: Batch dim of ``input_ids``.
+        seq: Sequence dim of ``input_ids``.
+
+    Returns:
+        Names of ``input_ids``, the embedding table, the embedded hidden state (B, S, hidden),
+        cos and sin (1, 1, S, head_dim), and the additive causal mask (1, 1, S, S).
+    """
+    ids = g.add_input("input_ids", TensorProto.INT64, [batch, seq])
+    embed = g.weight("model.embed_tokens.weight", (cfg.vocab, cfg.hidden), 1.0)
+    h = g.node("Gather", [embed, ids], "/model/embed_tokens", axis=0)
+
+    # position_ids = arange(seq); cos/sin = table[position_ids] broadcast as (1, 1, S, D).
+    scope = "/model/rotary_emb"
+    seq_len = g.node("Gather", [g.node("Shape", [ids], scope), g.const(1)], scope, axis=0)
+    positions = g.node("Range", [g.const(0), seq_len, g.const(1)], scope)
+    cos_np, sin_np = _rope_tables(cfg)
+    cos_t = g.initializer("model.rotary_emb.cos_cached", cos_np.astype(g.dtype))
+    sin_t = g.initializer("model.rotary_emb.sin_cached", sin_np.astype(g.dtype))
+    cos = g.unsqueeze(g.node("Gather", [cos_t, positions], scope, axis=0), [0, 1], scope)
+    sin = g.unsqueeze(g.node("Gather", [sin_t, positions], scope, axis=0), [0, 1], scope)
+    mask = _causal_mask(g, positions, "/model/causal_mask")
+    return ids, embed, h, cos, sin, mask
+
+
 def make_llama(
     cfg: LlamaConfig | None = None,
     *,
@@ -233,27 +281,13 @@ def make_llama(
     if isinstance(seq, int) and seq > cfg.max_seq:
         raise ValueError(f"seq {seq} exceeds max_seq {cfg.max_seq}")
     g = GraphBuilder("main_graph", cfg.dtype, cfg.seed)
-    ids = g.add_input("input_ids", TensorProto.INT64, [batch, seq])
-
-    embed = g.weight("model.embed_tokens.weight", (cfg.vocab, cfg.hidden), 1.0)
-    h = g.node("Gather", [embed, ids], "/model/embed_tokens", axis=0)
-
-    # position_ids = arange(seq); cos/sin = table[position_ids] broadcast as (1, 1, S, D).
-    scope = "/model/rotary_emb"
-    seq_len = g.node("Gather", [g.node("Shape", [ids], scope), g.const(1)], scope, axis=0)
-    positions = g.node("Range", [g.const(0), seq_len, g.const(1)], scope)
-    cos_np, sin_np = _rope_tables(cfg)
-    cos_t = g.initializer("model.rotary_emb.cos_cached", cos_np.astype(g.dtype))
-    sin_t = g.initializer("model.rotary_emb.sin_cached", sin_np.astype(g.dtype))
-    cos = g.unsqueeze(g.node("Gather", [cos_t, positions], scope, axis=0), [0, 1], scope)
-    sin = g.unsqueeze(g.node("Gather", [sin_t, positions], scope, axis=0), [0, 1], scope)
-    mask = _causal_mask(g, positions, "/model/causal_mask")
+    ids, embed, h, cos, sin, mask = embed_with_rope(g, cfg, batch, seq)
 
     for i in range(cfg.layers):
         prefix, scope = f"model.layers.{i}", f"/model/layers.{i}"
         w = g.weight(f"{prefix}.input_layernorm.weight", (cfg.hidden,), 0.02, 1.0)
         x = rms_norm(g, h, w, cfg.eps, f"{scope}/input_layernorm")
-        h = g.node("Add", [h, _attention(g, x, cfg, i, cos, sin, mask, dynamic_shapes)], scope)
+        h = g.node("Add", [h, attention(g, x, cfg, i, cos, sin, mask, dynamic_shapes)], scope)
         w = g.weight(f"{prefix}.post_attention_layernorm.weight", (cfg.hidden,), 0.02, 1.0)
         x = rms_norm(g, h, w, cfg.eps, f"{scope}/post_attention_layernorm")
         h = g.node("Add", [h, _mlp(g, x, cfg, i)], scope)
@@ -267,8 +301,7 @@ def make_llama(
         logits = linear(g, h, "lm_head.weight", cfg.hidden, cfg.vocab, "/lm_head")
     if cfg.dtype != "float32":
         logits = g.node("Cast", [logits], "/lm_head", to=TensorProto.FLOAT)
-    g.nodes[-1].output[0] = "logits"
-    g.add_output("logits", TensorProto.FLOAT, [batch, seq, cfg.vocab])
+    g.add_output(logits, TensorProto.FLOAT, [batch, seq, cfg.vocab], name="logits")
     model = g.build(doc=f"make_llama({cfg})")
     if external_data_dir is not None:
         from dist_rt.models._io import externalize

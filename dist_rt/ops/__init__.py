@@ -19,6 +19,19 @@ from dist_rt.ops._op import (
 )
 
 _MODULES = [
+    # math (ops-math helper)
+    "exp", "log", "sqrt", "reciprocal", "tanh", "sin", "cos", "tan", "asin", "acos", "atan",
+    "sinh", "cosh", "asinh", "acosh", "atanh", "erf", "sigmoid", "softsign", "softplus",
+    "mish", "hard_sigmoid", "hard_swish", "leaky_relu", "elu", "selu", "celu",
+    "thresholded_relu", "neg", "abs", "sign", "floor", "ceil", "round", "is_nan", "is_inf",
+    "logical_not", "bitwise_not", "add", "sub", "mul", "logical_and", "logical_or",
+    "logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor", "equal", "less",
+    "less_or_equal", "greater", "greater_or_equal", "div", "mod", "pow", "bit_shift",
+    "gelu", "prelu", "where", "min", "max", "sum", "mean", "clip", "cast", "cast_like",
+    "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_l1",
+    "reduce_l2", "reduce_log_sum", "reduce_log_sum_exp", "reduce_sum_square", "arg_max",
+    "arg_min", "softmax", "log_softmax", "hardmax", "top_k", "cum_sum", "gemm", "einsum",
+    "matmul_integer", "quantize_linear", "dequantize_linear",
     # linear algebra
     "matmul",
     # activations
@@ -29,6 +42,29 @@ _MODULES = [
     "conv",
     "conv_transpose",
     "max_pool",
+    "average_pool",
+    "lp_pool",
+    "global_pool",
+    "batch_norm",
+    "instance_norm",
+    "layer_norm",
+    "rms_norm",
+    "group_norm",
+    "lp_norm",
+    "mvn",
+    "lrn",
+    "attention",
+    "fused_attention",
+    "rotary_embedding",
+    "resize",
+    "upsample",
+    "silu_mul",
+    # tensor (ops-tensor helper)
+    "identity", "dropout", "constant", "shape", "size", "gather", "gather_elements",
+    "gather_nd", "reshape", "transpose", "squeeze", "unsqueeze", "concat", "split", "slice",
+    "expand", "constant_of_shape", "range", "trilu", "flatten", "pad", "tile", "scatter_nd",
+    "scatter_elements", "one_hot", "non_zero", "eye_like", "depth_to_space", "space_to_depth",
+    "compress", "reverse_sequence", "center_crop_pad", "unique",
 ]
 
 for _name in _MODULES:

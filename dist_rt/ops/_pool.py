@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from dist_rt.errors import ShapeError
 from dist_rt.ops._op import TensorDesc, check_inputs
 from dist_rt.ops._window import extra_tail, pad_spatial, spatial_shape, window_params, windows
@@ -53,7 +55,7 @@ def pool_infer(layer: Any, inputs: Any, nb_outputs: int = 1) -> list[TensorDesc]
         shape = (*xs[:2], *geometry(layer, xs[2:]).out)
     descs = [TensorDesc(x.dtype, shape)]
     if nb_outputs > 1:
-        descs.append(TensorDesc(__import__("numpy").dtype("int64"), shape))
+        descs.append(TensorDesc(np.dtype(np.int64), shape))
     return descs
 
 

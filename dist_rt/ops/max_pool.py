@@ -15,8 +15,8 @@ from dist_rt.ops._pool import geometry, pool_infer, pooled_windows
 
 
 def _lowest(dtype):
-    """The padding value that never wins a max: -inf, or the integer minimum."""
-    return -np.inf if np.dtype(dtype).kind == "f" or dtype.kind == "V" else np.iinfo(dtype).min
+    """The padding value that never wins a max: the integer minimum, or -inf for floats."""
+    return np.iinfo(dtype).min if dtype.kind in "iu" else -np.inf
 
 
 @register_op("MaxPool", since_opset=1)
@@ -34,19 +34,14 @@ class MaxPool(Op):
         x = inputs[0]
         spatial = x.shape[2:]
         geo = geometry(layer, spatial)
-        pad_value = -np.inf if x.dtype.kind == "f" or x.dtype.itemsize == 2 and \
-            x.dtype.kind == "V" else np.iinfo(x.dtype).min
-        if x.dtype.kind not in "iu":
-            pad_value = -np.inf
-        cols = pooled_windows(xp, x, geo, pad_value)  # (N, C, K, *out)
+        cols = pooled_windows(xp, x, geo, _lowest(x.dtype))  # (N, C, K, *out)
         y = cols.max(axis=2)
         if len(layer.outputs) < 2:
             return [y]
         arg = xp.expand_dims(xp.argmax(cols, axis=2), 2)
         nd = len(spatial)
         # flat spatial index of every (tap, output position), on the host then moved over
-        coords = np.zeros((len(list(itertools.product(*map(range, geo.kernel)))), *geo.out),
-                          dtype=np.int64)
+        coords = np.zeros((int(np.prod(geo.kernel)), *geo.out), dtype=np.int64)
         order = range(nd) if int(layer.attr("storage_order", 0)) == 0 else range(nd - 1, -1, -1)
         for t, offset in enumerate(itertools.product(*(range(k) for k in geo.kernel))):
             flat = np.zeros(tuple(geo.out), dtype=np.int64)

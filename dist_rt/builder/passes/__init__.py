@@ -1,0 +1,45 @@
+"""Builder passes: one module each, every pass a function ``run(network, state) -> str``.
+
+A pass edits the network in place and returns a one-line summary for the build log
+("folded 4 layers"). :class:`BuildState` carries what passes share: the config, the shapes to
+plan memory for, and the results that end up in the engine (memory plan, tactics, notes).
+
+Fusion passes (attention, matmul+bias+activation...) plug in through :data:`FUSION_PASSES`:
+append a ``run(network, state) -> str`` function there and the builder runs it at
+optimization level 2 and above, between elimination and precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dist_rt.builder.config import BuilderConfig
+    from dist_rt.network import Network
+
+
+@dataclass
+class BuildState:
+    """What passes share during one build.
+
+    Attributes:
+        config: The builder config.
+        input_shapes: Concrete input shapes to plan for (name -> shape), may be empty.
+        memory_plan: Filled by the memory-plan pass (see ``memory_plan.plan``).
+        tactics: Layer name -> chosen kernel, filled by backends that choose.
+        notes: Pass name -> summary line, in run order.
+    """
+
+    config: BuilderConfig
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    memory_plan: dict[str, Any] | None = None
+    tactics: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+Pass = Callable[["Network", BuildState], str]
+
+#: Fusion passes run at optimization level >= 2, in list order (another module appends).
+FUSION_PASSES: list[Pass] = []

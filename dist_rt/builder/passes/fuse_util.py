@@ -1,0 +1,90 @@
+"""Pattern-matching helpers shared by the ``fuse_*`` passes.
+
+A fusion walks producer links backwards from an anchor layer (the last op of the pattern).
+Intermediates of the pattern must be read only by the pattern and must not be network
+outputs, else fusing would compute them twice or lose a binding; the dead pattern layers are
+removed afterwards with :meth:`Network.prune`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from dist_rt.network import Layer, Network, Tensor
+
+
+class Matcher:
+    """Producer/consumer queries over one network snapshot.
+
+    Args:
+        network: The network; consumers are computed once, so rebuild the matcher after
+            edits that rewire readers of tensors still to be matched.
+    """
+
+    def __init__(self, network: Network):
+        self.network = network
+        self.users = network.consumers()
+        self.outputs = {t.name for t in network.outputs}
+
+    def producer(self, t: Tensor | None, op_types: str | Sequence[str]) -> Layer | None:
+        """The layer writing ``t`` when its op type is one of ``op_types``, else None."""
+        if t is None or t.producer is None:
+            return None
+        types = (op_types,) if isinstance(op_types, str) else tuple(op_types)
+        layer = t.producer
+        return layer if layer.op_type in types and layer.domain in ("", "ai.onnx") else None
+
+    def private(self, t: Tensor) -> bool:
+        """True when exactly one layer reads ``t`` and it is not a network output."""
+        return len(self.users.get(t.name, ())) == 1 and t.name not in self.outputs
+
+
+def const_value(t: Tensor | None) -> np.ndarray | None:
+    """The value of a constant tensor, else None."""
+    return None if t is None or not t.is_constant else t.weights.numpy()
+
+
+def const_scalar(t: Tensor | None) -> float | None:
+    """The value of a one-element float/int constant, else None."""
+    value = const_value(t)
+    if value is None or value.size != 1:
+        return None
+    return float(np.asarray(value, dtype=np.float64).reshape(()))
+
+
+def other(layer: Layer, t: Tensor) -> Tensor | None:
+    """The other input of a binary layer that reads ``t`` (None when ``t`` is not an input)."""
+    a, b = layer.inputs[0], layer.inputs[1]
+    if a is t:
+        return b
+    if b is t:
+        return a
+    return None
+
+
+def axes_of(layer: Layer) -> list[int] | None:
+    """The ``axes`` of an Unsqueeze/Reduce* layer, from its attribute or constant input."""
+    axes = layer.attr("axes")
+    if axes is None and len(layer.inputs) > 1:
+        value = const_value(layer.inputs[1])
+        axes = None if value is None else value.reshape(-1).tolist()
+    return None if axes is None else [int(a) for a in axes]
+
+
+def fused_from(layers: Sequence[Layer]) -> list[str]:
+    """Names of the layers a fused layer replaces (kept in its metadata for reports)."""
+    return [lay.name for lay in layers]
+
+
+def take_name(network: Network, t: Tensor) -> str:
+    """Rename ``t`` (a pattern's last output) and return its old name for the fused layer.
+
+    The fused layer's output then keeps the name readers, bindings and profiles know.
+    """
+    old = t.name
+    del network.tensors[old]
+    t.name = network.unique_name(f"{old}.unfused")
+    network.tensors[t.name] = t
+    return old

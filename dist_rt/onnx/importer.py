@@ -1,0 +1,533 @@
+"""ONNX import: ``ModelProto`` (or a file) -> :class:`~dist_rt.network.Network`.
+
+The pipeline, one step a line in :func:`parse_onnx`:
+
+1. load the protobuf without reading external data (big weights stay on disk);
+2. check the graph's structure ourselves (dangling names, duplicate outputs, cycles) so the
+   error names the node, then run ``onnx.checker`` for everything else;
+3. lift opsets below 13 with ``onnx.version_converter`` (kept as is when it cannot);
+4. run ONNX shape inference (with data propagation) to seed dtypes/shapes;
+5. translate node by node (Constant nodes become constants, ``If`` on a constant condition
+   is inlined, ``DistCollective`` from any domain becomes ours), inferring as we go;
+6. fold layers whose outputs are known at build time into constants and prune dead layers.
+
+Graph inputs that also have an initializer are imported as constants. For IR version >= 4
+ONNX calls them overridable inputs with a default; an engine has fixed bindings, so like
+TensorRT's parser we keep the default (their names are listed in
+``network.metadata["overridable_inputs"]``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import ChainMap
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import GraphProto, ModelProto, NodeProto, ValueInfoProto
+
+from dist_rt import dtypes
+from dist_rt.errors import GraphError, ModelError, ParseError, UnsupportedOpError
+from dist_rt.network import DEFAULT_OPSET, Network, Tensor
+from dist_rt.onnx.attributes import attribute_value, normalize_collective
+from dist_rt.onnx.external import initializer_weights
+from dist_rt.ops import get_op, is_supported, supported_ops
+from dist_rt.weights import Weights
+
+#: The lowest default-domain opset our ops are written against; older models are converted.
+MIN_OPSET = 13
+#: onnx.checker and shape inference serialize the model; above this size they cost too much.
+_CHECK_LIMIT = 1 << 30
+#: Folded constants above this many elements stay computed at run time.
+_FOLD_LIMIT = 1 << 16
+#: Prefix of metadata_props keys that carry Network.metadata (JSON values).
+META_PREFIX = "dist_rt."
+
+
+def parse_onnx(path_or_model: str | os.PathLike | bytes | ModelProto, *,
+               fold_constants: bool = True, base_dir: str | None = None) -> Network:
+    """Import an ONNX model into a :class:`Network`.
+
+    Args:
+        path_or_model: Path of a ``.onnx`` file, its bytes, or a ``ModelProto``.
+        fold_constants: Replace layers whose outputs are known at build time by constants
+            and prune layers no output depends on.
+        base_dir: Directory of external-data files; defaults to the model file's directory
+            (the current directory for a ``ModelProto`` or bytes).
+
+    Returns:
+        The network, topologically sorted, with dtypes/shapes inferred.
+
+    Raises:
+        ParseError: Missing file, malformed protobuf, or a model onnx.checker rejects.
+        GraphError: A dangling input name, a tensor produced twice, or a cycle (names the node).
+        UnsupportedOpError: An op (or opset, or subgraph) without an implementation here.
+        ShapeError: Shapes that do not fit an operator.
+    """
+    model, base = _load(path_or_model, base_dir)      # protobuf only, external data on disk
+    model = _sorted_graph(model)                       # structure checks naming the node
+    _check(model)                                      # onnx.checker, one-line ParseError
+    model = _upgrade_opset(model)                      # opset < 13 -> 13 when possible
+    value_info = _onnx_shape_inference(model)          # seeds for dtypes/shapes
+    net, known = _GraphImporter(model, base, value_info).run()   # nodes -> layers
+    if fold_constants:
+        fold_known(net, known)                         # build-time values -> constants
+        net.prune()                                    # drop layers no output needs
+    net.validate()
+    return net
+
+
+# ------------------------------------------------------------------------------------------
+# Loading and checking
+# ------------------------------------------------------------------------------------------
+
+def _load(src: Any, base_dir: str | None) -> tuple[ModelProto, str]:
+    if isinstance(src, ModelProto):
+        model, base = src, base_dir or os.getcwd()
+    elif isinstance(src, (bytes, bytearray, memoryview)):
+        model, base = _decode(bytes(src), "<bytes>"), base_dir or os.getcwd()
+    elif isinstance(src, (str, os.PathLike)):
+        path = os.fspath(src)
+        if not os.path.isfile(path):
+            raise ParseError(f"ONNX file {path!r} does not exist or is not a file")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise ParseError(f"ONNX file {path!r} cannot be read: {exc}") from None
+        model = _decode(data, path)
+        base = base_dir or os.path.dirname(os.path.abspath(path))
+    else:
+        raise ParseError(f"parse_onnx expects a path, bytes or onnx.ModelProto, got "
+                         f"{type(src).__name__}")
+    return model, base
+
+
+def _decode(data: bytes, where: str) -> ModelProto:
+    model = ModelProto()
+    try:
+        model.ParseFromString(data)
+    except DecodeError as exc:
+        raise ParseError(f"{where} is not a valid ONNX model (protobuf decode failed: "
+                         f"{exc})") from None
+    # Random bytes sometimes decode as a ModelProto with unknown fields and no graph.
+    if not model.HasField("graph") or not model.opset_import:
+        raise ParseError(f"{where} is not a valid ONNX model: it has no graph or no "
+                         f"opset_import")
+    return model
+
+
+def _subgraph_inputs(node: NodeProto) -> list[str]:
+    """Outer-scope names that ``node``'s subgraphs read (its implicit inputs)."""
+    names: list[str] = []
+    for attr in node.attribute:
+        for graph in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+            local = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+            for sub in graph.node:
+                for name in list(sub.input) + _subgraph_inputs(sub):
+                    if name and name not in local:
+                        names.append(name)
+                local.update(sub.output)
+    return names
+
+
+def _sorted_graph(model: ModelProto) -> ModelProto:
+    """Check names and order the top graph's nodes topologically.
+
+    Returns the model itself when its nodes are already sorted (the common case), else a
+    copy with sorted nodes.
+
+    Raises:
+        GraphError: Duplicate output, dangling input or cycle; names the node.
+    """
+    graph = model.graph
+    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    producer: dict[str, int] = {}
+    for idx, node in enumerate(graph.node):
+        for out in node.output:
+            if not out:
+                continue
+            if out in producer or out in defined:
+                first = (f"node '{_node_label(graph.node[producer[out]], producer[out])}'"
+                         if out in producer else "a graph input or initializer")
+                raise GraphError(f"tensor '{out}' is produced by {first} and again by node "
+                                 f"'{_node_label(node, idx)}' ({node.op_type})")
+            producer[out] = idx
+    deps: list[list[int]] = []
+    for idx, node in enumerate(graph.node):
+        mine = []
+        for name in list(node.input) + _subgraph_inputs(node):
+            if not name or name in defined:
+                continue
+            if name not in producer:
+                raise GraphError(f"node '{_node_label(node, idx)}' ({node.op_type}): input "
+                                 f"'{name}' is not a graph input, an initializer or the "
+                                 f"output of any node")
+            mine.append(producer[name])
+        deps.append(mine)
+    order = _topological_order(graph.node, deps)
+    if order == list(range(len(graph.node))):
+        return model
+    sorted_model = ModelProto()
+    sorted_model.CopyFrom(model)
+    del sorted_model.graph.node[:]
+    sorted_model.graph.node.extend(graph.node[i] for i in order)
+    return sorted_model
+
+
+def _topological_order(nodes: Any, deps: list[list[int]]) -> list[int]:
+    state = [0] * len(deps)   # 0 new, 1 on the stack, 2 done
+    order: list[int] = []
+    for root in range(len(deps)):
+        if state[root]:
+            continue
+        stack = [(root, 0)]
+        state[root] = 1
+        while stack:
+            idx, i = stack.pop()
+            if i < len(deps[idx]):
+                stack.append((idx, i + 1))
+                dep = deps[idx][i]
+                if state[dep] == 1:
+                    raise GraphError(f"the graph has a cycle through node "
+                                     f"'{_node_label(nodes[dep], dep)}' ({nodes[dep].op_type})")
+                if state[dep] == 0:
+                    state[dep] = 1
+                    stack.append((dep, 0))
+            else:
+                state[idx] = 2
+                order.append(idx)
+    return order
+
+
+def _node_label(node: NodeProto, index: int) -> str:
+    return node.name or f"{node.op_type}_{index}"
+
+
+def _check(model: ModelProto) -> None:
+    if model.ByteSize() > _CHECK_LIMIT:
+        return
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ParseError(f"the model fails onnx.checker: {first}") from None
+
+
+def _default_opset(model: ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return DEFAULT_OPSET
+
+
+def _upgrade_opset(model: ModelProto) -> ModelProto:
+    if _default_opset(model) >= MIN_OPSET or model.ByteSize() > _CHECK_LIMIT:
+        return model
+    try:
+        return onnx.version_converter.convert_version(model, MIN_OPSET)
+    except (RuntimeError, ValueError, onnx.checker.ValidationError,
+            onnx.shape_inference.InferenceError):
+        # Each op handles its own older versions; importing unconverted is the fallback.
+        return model
+
+
+def _onnx_shape_inference(model: ModelProto) -> dict[str, ValueInfoProto]:
+    graph = model.graph
+    infos = list(graph.value_info) + list(graph.output)
+    if model.ByteSize() <= _CHECK_LIMIT:
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False,
+                                                         data_prop=True)
+            infos = list(inferred.graph.value_info) + list(inferred.graph.output)
+        except (onnx.shape_inference.InferenceError, RuntimeError, ValueError):
+            pass  # our own inference still runs; ONNX's only seeds it
+    return {vi.name: vi for vi in infos}
+
+
+def _type_of(vi: ValueInfoProto, what: str) -> tuple[np.dtype | None, tuple | None]:
+    """(dtype, shape) of a tensor ValueInfo; dim_param -> str, missing dims -> None."""
+    kind = vi.type.WhichOneof("value")
+    if kind is None:
+        return None, None
+    if kind != "tensor_type":
+        raise UnsupportedOpError(f"{what} '{vi.name}' has ONNX type {kind}; only tensors are "
+                                 f"supported")
+    tt = vi.type.tensor_type
+    try:
+        dtype = dtypes.from_onnx(tt.elem_type) if tt.elem_type else None
+    except ModelError as exc:
+        raise UnsupportedOpError(f"{what} '{vi.name}': {exc}") from None
+    if not tt.HasField("shape"):
+        return dtype, None
+    dims: list[int | str | None] = []
+    for d in tt.shape.dim:
+        which = d.WhichOneof("value")
+        dims.append(int(d.dim_value) if which == "dim_value"
+                    else d.dim_param if which == "dim_param" and d.dim_param else None)
+    return dtype, tuple(dims)
+
+
+# ------------------------------------------------------------------------------------------
+# Graph translation
+# ------------------------------------------------------------------------------------------
+
+class _GraphImporter:
+    """Translates one model's graph, node by node, into a Network."""
+
+    def __init__(self, model: ModelProto, base_dir: str, value_info: dict[str, ValueInfoProto]):
+        self.model = model
+        self.base_dir = base_dir
+        self.value_info = value_info
+        graph = model.graph
+        self.net = Network(graph.name or "network", opset=_default_opset(model))
+        for imp in model.opset_import:
+            domain = "" if imp.domain == "ai.onnx" else imp.domain
+            self.net.opsets[domain] = int(imp.version)
+        self.known: dict[str, np.ndarray] = {}
+        self._names: set[str] = set()
+
+    def run(self) -> tuple[Network, dict[str, np.ndarray]]:
+        graph, net = self.model.graph, self.net
+        self._metadata()
+        scope: dict[str, Tensor] = {}
+        inits = {t.name for t in graph.initializer}
+        for t in graph.initializer:
+            scope[t.name] = net.add_constant(t.name, initializer_weights(t, self.base_dir))
+        overridable = []
+        for vi in graph.input:
+            if vi.name in inits:
+                overridable.append(vi.name)
+                continue
+            dtype, shape = _type_of(vi, "graph input")
+            if dtype is None:
+                raise ParseError(f"graph input '{vi.name}' has no element type")
+            scope[vi.name] = net.add_input(vi.name, dtype, shape if shape is not None else ())
+            if shape is None:
+                scope[vi.name].shape = None
+        if overridable and self.model.ir_version >= 4:
+            net.metadata["overridable_inputs"] = overridable
+        self._add_nodes(graph.node, scope, prefix="")
+        for vi in graph.output:
+            tensor = scope.get(vi.name)
+            if tensor is None:
+                raise GraphError(f"graph output '{vi.name}' is not produced by any node")
+            self._seed(tensor, vi)
+            net.mark_output(tensor)
+        return net, self.known
+
+    def _metadata(self) -> None:
+        m, meta = self.model, self.net.metadata
+        meta.update({"producer_name": m.producer_name, "producer_version": m.producer_version,
+                     "ir_version": int(m.ir_version), "model_version": int(m.model_version),
+                     "domain": m.domain, "doc_string": m.doc_string})
+        other = {}
+        for prop in m.metadata_props:
+            if prop.key.startswith(META_PREFIX):
+                try:
+                    meta[prop.key[len(META_PREFIX):]] = json.loads(prop.value)
+                except json.JSONDecodeError:
+                    meta[prop.key[len(META_PREFIX):]] = prop.value
+            else:
+                other[prop.key] = prop.value
+        if other:
+            meta["metadata_props"] = other
+
+    def _seed(self, tensor: Tensor, vi: ValueInfoProto | None) -> None:
+        """Fill what our inference left unknown from an ONNX ValueInfo."""
+        if vi is None:
+            return
+        try:
+            dtype, shape = _type_of(vi, "tensor")
+        except UnsupportedOpError:
+            return
+        if tensor.dtype is None and dtype is not None:
+            tensor.dtype = dtype
+        if shape is None:
+            return
+        if tensor.shape is None:
+            tensor.shape = shape
+        elif len(tensor.shape) == len(shape):
+            tensor.shape = tuple(ours if isinstance(ours, int) or theirs is None else
+                                 ours if isinstance(ours, str) and not isinstance(theirs, int)
+                                 else theirs for ours, theirs in zip(tensor.shape, shape,
+                                                                     strict=True))
+
+    def _add_nodes(self, nodes: Iterable[NodeProto], scope: MutableMapping[str, Tensor],
+                   prefix: str) -> None:
+        for idx, node in enumerate(nodes):
+            self._add_node(node, idx, scope, prefix)
+
+    def _add_node(self, node: NodeProto, idx: int, scope: MutableMapping[str, Tensor],
+                  prefix: str) -> None:
+        net = self.net
+        op_type = node.op_type
+        domain = "" if node.domain == "ai.onnx" else node.domain
+        label = prefix + _node_label(node, idx)
+        # ONNX does not require unique node names (many are empty); layer names must be.
+        name = label if label not in self._names else net.unique_name(label)
+        self._names.add(name)
+        attrs = {a.name: attribute_value(a, label, op_type) for a in node.attribute}
+        if op_type == "Constant" and domain == "":
+            self._constant(node, label, attrs, scope, prefix)
+            return
+        if op_type == "If" and domain == "":
+            self._inline_if(node, label, attrs, scope, prefix)
+            return
+        graphs = [k for k, v in attrs.items()
+                  if isinstance(v, GraphProto) or (isinstance(v, list) and v
+                                                   and isinstance(v[0], GraphProto))]
+        if graphs:
+            raise UnsupportedOpError(f"node '{label}' ({op_type}): ops with subgraph attributes "
+                                     f"({', '.join(graphs)}) are not supported (only If with a "
+                                     f"condition known at build time is inlined)")
+        nb_ranks = 1
+        if op_type == "DistCollective":
+            # TensorRT and other tools put it in their own domain; the semantics are ours.
+            domain = ""
+            attrs = normalize_collective(attrs, label)
+            nb_ranks = len(attrs["group"]) or int(attrs.get("group_size", 0) or 1)
+        self._check_supported(op_type, domain, label)
+        inputs: list[Tensor | None] = []
+        for i, in_name in enumerate(node.input):
+            if not in_name:
+                inputs.append(None)
+                continue
+            if in_name not in scope:
+                raise GraphError(f"node '{label}' ({op_type}): input {i} '{in_name}' is not "
+                                 f"defined before use")
+            inputs.append(scope[in_name])
+        out_names = [prefix + o if o else net.unique_name(f"{name}_unused{i}")
+                     for i, o in enumerate(node.output)]
+        layer = net.add_layer(op_type, inputs, attrs, name=name, outputs=out_names,
+                              domain=domain, infer=False)
+        layer.nb_ranks = nb_ranks
+        for prop in node.metadata_props:
+            if prop.key == META_PREFIX + "nb_ranks":
+                layer.nb_ranks = int(prop.value)
+        if node.name:
+            layer.metadata["onnx_node"] = node.name
+        net.infer_layer(layer, self.known)
+        for onnx_name, tensor in zip(node.output, layer.outputs, strict=True):
+            if onnx_name:
+                scope[onnx_name] = tensor
+                if not prefix:
+                    self._seed(tensor, self.value_info.get(onnx_name))
+
+    def _check_supported(self, op_type: str, domain: str, label: str) -> None:
+        opset = self.net.opsets.get(domain, DEFAULT_OPSET if not domain else 1)
+        if not is_supported(op_type, domain):
+            ops = ", ".join(supported_ops(domain)) or "none"
+            raise UnsupportedOpError(f"node '{label}': op {op_type!r} (domain "
+                                     f"{domain or 'ai.onnx'!r}, opset {opset}) is not "
+                                     f"supported; supported ops in that domain: {ops}")
+        try:
+            get_op(op_type, domain, opset)
+        except UnsupportedOpError as exc:
+            raise UnsupportedOpError(f"node '{label}' ({op_type}): {exc}") from None
+
+    def _constant(self, node: NodeProto, label: str, attrs: dict[str, Any],
+                  scope: MutableMapping[str, Tensor], prefix: str) -> None:
+        value = constant_attribute_value(attrs, label)
+        out = prefix + node.output[0]
+        scope[node.output[0]] = self.net.add_constant(out, Weights(value))
+
+    def _inline_if(self, node: NodeProto, label: str, attrs: dict[str, Any],
+                   scope: MutableMapping[str, Tensor], prefix: str) -> None:
+        cond = scope.get(node.input[0]) if node.input else None
+        value = None
+        if cond is not None:
+            value = cond.weights.numpy() if cond.is_constant else self.known.get(cond.name)
+        if value is None or np.size(value) != 1:
+            raise UnsupportedOpError(f"node '{label}' (If): the condition "
+                                     f"'{node.input[0] if node.input else ''}' is not known at "
+                                     f"build time; only If with a constant condition is "
+                                     f"supported (it is inlined)")
+        branch: GraphProto = attrs["then_branch" if bool(np.asarray(value).reshape(-1)[0])
+                                   else "else_branch"]
+        if len(branch.output) != len(node.output):
+            raise GraphError(f"node '{label}' (If): the taken branch has "
+                             f"{len(branch.output)} outputs, the node {len(node.output)}")
+        sub_prefix = f"{prefix}{label}/"
+        local: MutableMapping[str, Tensor] = ChainMap({}, scope)
+        for t in branch.initializer:
+            local[t.name] = self.net.add_constant(sub_prefix + t.name,
+                                                  initializer_weights(t, self.base_dir))
+        self._add_nodes(branch.node, local, sub_prefix)
+        for i, (vi, out) in enumerate(zip(branch.output, node.output, strict=True)):
+            if vi.name not in local:
+                raise GraphError(f"node '{label}' (If): branch output '{vi.name}' is not "
+                                 f"produced in the branch")
+            if not out:
+                continue
+            # An Identity keeps the If's output name, which later nodes and bindings use.
+            name = self.net.unique_name(f"{label}/out{i}")
+            self._names.add(name)
+            layer = self.net.add_layer("Identity", [local[vi.name]], name=name,
+                                       outputs=[prefix + out], infer=False)
+            self.net.infer_layer(layer, self.known)
+            scope[out] = layer.outputs[0]
+
+
+def constant_attribute_value(attrs: dict[str, Any], label: str) -> np.ndarray:
+    """The value of an ONNX ``Constant`` node from its (converted) attributes.
+
+    Raises:
+        GraphError: Not exactly one value attribute.
+        UnsupportedOpError: ``sparse_value``.
+    """
+    given = [k for k in attrs if k.startswith("value") or k == "sparse_value"]
+    if len(given) != 1:
+        raise GraphError(f"node '{label}' (Constant): needs exactly one value attribute, got "
+                         f"{given or 'none'}")
+    key, value = given[0], attrs[given[0]]
+    if key == "sparse_value":
+        raise UnsupportedOpError(f"node '{label}' (Constant): sparse_value is not supported")
+    if key in ("value_float", "value_floats"):
+        return np.asarray(value, dtype=np.float32)
+    if key in ("value_int", "value_ints"):
+        return np.asarray(value, dtype=np.int64)
+    if key in ("value_string", "value_strings"):
+        return np.asarray(value, dtype=object)
+    return np.asarray(value)
+
+
+# ------------------------------------------------------------------------------------------
+# Folding
+# ------------------------------------------------------------------------------------------
+
+def fold_known(net: Network, known: dict[str, np.ndarray]) -> int:
+    """Replace layers whose outputs are all known at build time by constants.
+
+    Each output tensor keeps its name (so bindings and readers are unchanged) and becomes a
+    constant holding the value. Only deterministic ops and values up to ``_FOLD_LIMIT``
+    elements are folded.
+
+    Args:
+        net: The network, edited in place.
+        known: Build-time values by tensor name (from ``Network.infer_shapes``).
+
+    Returns:
+        Number of layers folded.
+    """
+    folded = []
+    for layer in net.layers:
+        if not layer.op.deterministic or not layer.outputs:
+            continue
+        values = [known.get(t.name) for t in layer.outputs]
+        if any(v is None or np.size(v) > _FOLD_LIMIT for v in values):
+            continue
+        for tensor, value in zip(layer.outputs, values, strict=True):
+            value = np.asarray(value)
+            if tensor.dtype is not None and value.dtype != tensor.dtype:
+                value = value.astype(tensor.dtype)
+            tensor.producer = None
+            tensor.weights = Weights(value)
+            tensor.dtype, tensor.shape = value.dtype, tuple(value.shape)
+        folded.append(layer)
+    net.remove_layers(folded)
+    return len(folded)

@@ -1,0 +1,15 @@
+"""ArgMax: the index of the maximum along ``axis`` (int64)."""
+
+from __future__ import annotations
+
+from dist_rt.ops._op import register_op
+from dist_rt.ops._reduce import ArgReduce
+
+
+@register_op("ArgMax", since_opset=1)
+class ArgMax(ArgReduce):
+    """``Y = argmax(X, axis)``; ``keepdims`` (default 1), ``select_last_index`` (default 0)."""
+
+    @staticmethod
+    def arg(xp, x, axis):
+        return xp.argmax(x, axis=axis)

@@ -1,0 +1,17 @@
+"""ReduceMax: ``Y = max(X, axes)``; an empty set gives the lowest value."""
+
+from __future__ import annotations
+
+from dist_rt.ops._op import register_op
+from dist_rt.ops._reduce import Reduce
+
+
+@register_op("ReduceMax", since_opset=1)
+class ReduceMax(Reduce):
+    """``Y = max(X, axes)``; an empty set gives the lowest value."""
+
+    identity = "max"
+
+    @staticmethod
+    def reduce(xp, x, axes, keepdims):
+        return xp.max(x, axis=axes, keepdims=keepdims)

@@ -1,0 +1,15 @@
+"""ReduceMean: ``Y = mean(X, axes)``."""
+
+from __future__ import annotations
+
+from dist_rt.ops._op import register_op
+from dist_rt.ops._reduce import Reduce
+
+
+@register_op("ReduceMean", since_opset=1)
+class ReduceMean(Reduce):
+    """``Y = mean(X, axes)``."""
+
+    @staticmethod
+    def reduce(xp, x, axes, keepdims):
+        return xp.mean(x, axis=axes, keepdims=keepdims)

@@ -1,0 +1,15 @@
+"""ReduceSumSquare: ``Y = sum(X^2, axes)``."""
+
+from __future__ import annotations
+
+from dist_rt.ops._op import register_op
+from dist_rt.ops._reduce import Reduce
+
+
+@register_op("ReduceSumSquare", since_opset=1)
+class ReduceSumSquare(Reduce):
+    """``Y = sum(X^2, axes)``."""
+
+    @staticmethod
+    def reduce(xp, x, axes, keepdims):
+        return xp.sum(x * x, axis=axes, keepdims=keepdims)

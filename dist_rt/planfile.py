@@ -1,0 +1,378 @@
+"""The plan file format (DESIGN.md contract): how an Engine is stored on disk.
+
+Layout (all integers little-endian)::
+
+    offset 0   8 bytes   magic b"DISTRTPL"
+           8   u32       format version (FORMAT_VERSION)
+          12   u32       reserved (0)
+          16   u64       header length H
+          24   u64       payload length P
+          32   32 bytes  SHA-256 of bytes [64, end of file)
+          64   H bytes   JSON header (UTF-8)
+               padding   zeros up to a multiple of 64
+     payload   P bytes   raw weights, each at a 64-byte aligned offset (relative to payload)
+
+The file size must be exactly ``align64(64 + H) + P``. Loading checks, in order: size,
+magic, format version, lengths against the file size, checksum; only then is the JSON
+parsed (``json.loads``: data only, it never runs code; no pickle anywhere), and every
+dtype, shape, offset and size in it is bound-checked before a byte of payload is viewed.
+Weights come back as read-only views of one memory map of the file.
+
+Alternatives rejected: ``np.savez`` (zip, no alignment, pickle fallback for objects);
+protobuf/ONNX (2 GB limit, and we also store layout, tactics and the memory plan);
+safetensors (close to this, but one more dependency for 150 lines).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from dist_rt import dtypes
+from dist_rt.errors import DistRtError, PlanFileError, VersionMismatchError
+from dist_rt.network import Layer, Network, Tensor
+from dist_rt.ops import get_op
+from dist_rt.weights import Weights
+
+MAGIC = b"DISTRTPL"
+FORMAT_VERSION = 1
+ALIGN = 64
+_PREAMBLE = struct.Struct("<8sIIQQ32s")
+PREAMBLE_SIZE = _PREAMBLE.size  # 64
+#: Headers larger than this are refused before reading (a damaged length must not OOM us).
+MAX_HEADER_BYTES = 1 << 30
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+# -- attribute values <-> JSON ---------------------------------------------------------------
+
+def encode_value(value: Any, where: str) -> Any:
+    """JSON-able form of an attribute/metadata value (arrays as {dtype, shape, base64}).
+
+    Raises:
+        PlanFileError: The value has a type the plan file cannot store (names ``where``).
+    """
+    if isinstance(value, np.ndarray):
+        try:
+            name = dtypes.name_of(value.dtype)
+        except DistRtError:
+            raise PlanFileError(f"{where}: arrays of dtype {value.dtype} cannot be stored in a "
+                                f"plan file") from None
+        data = np.ascontiguousarray(value).tobytes()
+        return {"__ndarray__": {"dtype": name, "shape": list(value.shape),
+                                "base64": base64.b64encode(data).decode("ascii")}}
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [encode_value(v, where) for v in value]
+    if isinstance(value, bytes):
+        return {"__bytes__": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, dict):
+        return {"__dict__": {str(k): encode_value(v, where) for k, v in value.items()}}
+    raise PlanFileError(f"{where}: values of type {type(value).__name__} cannot be stored in "
+                        f"a plan file")
+
+
+def decode_value(obj: Any, where: str) -> Any:
+    """Inverse of :func:`encode_value`, checking every array's dtype, shape and size.
+
+    Raises:
+        PlanFileError: A malformed array record (names ``where`` and what is wrong).
+    """
+    if isinstance(obj, list):
+        return [decode_value(v, where) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "__dict__" in obj:
+        return {k: decode_value(v, where) for k, v in _expect(obj["__dict__"], dict,
+                                                               where).items()}
+    if "__bytes__" in obj:
+        return _b64(obj["__bytes__"], where)
+    rec = _expect(obj.get("__ndarray__"), dict, where)
+    dtype = parse_dtype(rec.get("dtype"), where)
+    shape = parse_shape(rec.get("shape"), where)
+    data = _b64(rec.get("base64"), where)
+    want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) != want:
+        raise PlanFileError(f"{where}: array data has {len(data)} bytes, expected {want} for "
+                            f"{dtypes.name_of(dtype)}{tuple(shape)}")
+    return np.frombuffer(data, dtype).reshape(shape).copy()
+
+
+def _b64(text: Any, where: str) -> bytes:
+    try:
+        return base64.b64decode(_expect(text, str, where), validate=True)
+    except ValueError:
+        raise PlanFileError(f"{where}: invalid base64 data") from None
+
+
+def _expect(value: Any, kind: type | tuple, where: str) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise PlanFileError(f"{where}: expected {names}, got {type(value).__name__} "
+                            f"{str(value)[:40]!r}")
+    return value
+
+
+def parse_dtype(name: Any, where: str) -> np.dtype:
+    """The dtype called ``name`` in a plan file header.
+
+    Raises:
+        PlanFileError: Not a dtype name dist_rt knows.
+    """
+    try:
+        return dtypes.from_name(_expect(name, str, where))
+    except DistRtError:
+        raise PlanFileError(f"{where}: unknown dtype {name!r}") from None
+
+
+def parse_shape(shape: Any, where: str, symbolic: bool = False) -> tuple:
+    """A shape from a header: non-negative ints (and str/None dims when ``symbolic``).
+
+    Raises:
+        PlanFileError: Not a list of valid dims.
+    """
+    dims = _expect(shape, list, where)
+    ok = (int, str, type(None)) if symbolic else int
+    for d in dims:
+        if not isinstance(d, ok) or isinstance(d, bool) or (isinstance(d, int) and d < 0):
+            raise PlanFileError(f"{where}: bad dim {d!r} in shape {dims!r}")
+    return tuple(dims)
+
+
+def _meta(meta: dict, where: str) -> dict:
+    out = {}
+    for key, value in meta.items():
+        try:
+            out[str(key)] = encode_value(value, where)
+        except PlanFileError:
+            continue  # free-form notes that are not data (objects) are not worth storing
+    return out
+
+
+# -- network <-> header ----------------------------------------------------------------------
+
+def describe_network(network: Network) -> tuple[dict[str, Any], list[Tensor]]:
+    """The JSON description of a network and its constant tensors (in payload order).
+
+    Returns:
+        (description without weight offsets, constants sorted by name).
+    """
+    network.toposort()
+    constants = sorted(network.constants, key=lambda t: t.name)
+    inputs = {t.name for t in network.inputs}
+
+    def tensor(t: Tensor) -> dict[str, Any]:
+        kind = "input" if t.name in inputs else "constant" if t.is_constant else "activation"
+        return {"name": t.name, "kind": kind,
+                "dtype": None if t.dtype is None else dtypes.name_of(t.dtype),
+                "shape": None if t.shape is None else list(t.shape)}
+
+    layers = [{"name": lay.name, "op_type": lay.op_type, "domain": lay.domain,
+               "opset": lay.opset, "nb_ranks": lay.nb_ranks,
+               "inputs": [None if t is None else t.name for t in lay.inputs],
+               "outputs": [t.name for t in lay.outputs],
+               "attributes": {k: encode_value(v, f"layer '{lay.name}' attribute '{k}'")
+                              for k, v in sorted(lay.attributes.items())},
+               "metadata": _meta(lay.metadata, f"layer '{lay.name}' metadata")}
+              for lay in network.layers]
+    desc = {"name": network.name, "opsets": dict(network.opsets),
+            "inputs": [t.name for t in network.inputs],
+            "outputs": [t.name for t in network.outputs],
+            "tensors": [tensor(t) for t in sorted(network.tensors.values(),
+                                                  key=lambda t: t.name)],
+            "layers": layers}
+    return desc, constants
+
+
+def network_hash(network: Network) -> str:
+    """SHA-256 over the canonical network description and every weight's bytes."""
+    desc, constants = describe_network(network)
+    for layer in desc["layers"]:
+        layer.pop("metadata")
+    h = hashlib.sha256(json.dumps(desc, sort_keys=True).encode())
+    for t in constants:
+        h.update(t.name.encode() + b"\0")
+        h.update(np.ascontiguousarray(t.weights.numpy()).tobytes())
+    return h.hexdigest()
+
+
+def network_from_header(header: dict[str, Any], weights: dict[str, Weights]) -> Network:
+    """Rebuild the Network stored in a header.
+
+    Raises:
+        PlanFileError: Missing/ill-typed fields, unknown ops or dtypes, dangling names.
+    """
+    net = Network(str(header.get("name", "network")))
+    net.opsets = {str(k): int(v) for k, v in _expect(header.get("opsets", {}), dict,
+                                                     "opsets").items()}
+    for i, rec in enumerate(_expect(header.get("tensors"), list, "tensors")):
+        rec = _expect(rec, dict, f"tensors[{i}]")
+        name = _expect(rec.get("name"), str, f"tensors[{i}].name")
+        where = f"tensor '{name}'"
+        dtype = None if rec.get("dtype") is None else parse_dtype(rec["dtype"], where)
+        shape = None if rec.get("shape") is None else parse_shape(rec["shape"], where, True)
+        if name in net.tensors:
+            raise PlanFileError(f"{where} is listed twice")
+        if rec.get("kind") == "constant" and name not in weights:
+            raise PlanFileError(f"{where} is a constant but has no entry in the weights table")
+        net.tensors[name] = Tensor(name, dtype, shape, weights.get(name))
+
+    def get(name: Any, where: str) -> Tensor:
+        if name not in net.tensors:
+            raise PlanFileError(f"{where}: tensor {name!r} is not in the tensors table")
+        return net.tensors[name]
+
+    net.inputs = [get(n, "inputs") for n in _expect(header.get("inputs"), list, "inputs")]
+    for i, rec in enumerate(_expect(header.get("layers"), list, "layers")):
+        rec = _expect(rec, dict, f"layers[{i}]")
+        name = _expect(rec.get("name"), str, f"layers[{i}].name")
+        where = f"layer '{name}'"
+        op_type = _expect(rec.get("op_type"), str, f"{where} op_type")
+        domain = _expect(rec.get("domain", ""), str, f"{where} domain")
+        opset = _expect(rec.get("opset"), int, f"{where} opset")
+        try:
+            get_op(op_type, domain, opset)
+        except DistRtError as exc:
+            raise PlanFileError(f"{where}: unknown op in plan file: {exc}") from None
+        ins = [None if n is None else get(n, where)
+               for n in _expect(rec.get("inputs"), list, f"{where} inputs")]
+        outs = [get(n, where) for n in _expect(rec.get("outputs"), list, f"{where} outputs")]
+        attrs = {k: decode_value(v, f"{where} attribute '{k}'")
+                 for k, v in _expect(rec.get("attributes", {}), dict, where).items()}
+        layer = Layer(name, op_type, ins, outs, attrs, domain=domain, opset=opset,
+                      nb_ranks=_expect(rec.get("nb_ranks", 1), int, f"{where} nb_ranks"))
+        layer.metadata = {k: decode_value(v, where) for k, v in
+                          _expect(rec.get("metadata", {}), dict, where).items()}
+        for t in outs:
+            if t.producer is not None:
+                raise PlanFileError(f"tensor '{t.name}' is produced by two layers")
+            t.producer = layer
+        net.layers.append(layer)
+    net.outputs = [get(n, "outputs") for n in _expect(header.get("outputs"), list, "outputs")]
+    try:
+        net.validate()
+    except DistRtError as exc:
+        raise PlanFileError(f"the stored network is invalid: {exc}") from None
+    return net
+
+
+# -- file I/O ------------------------------------------------------------------------------
+
+def write(path: str | os.PathLike, header: dict[str, Any], constants: list[Tensor]) -> None:
+    """Write a plan file atomically (temp file + rename, so a mapped old file stays valid).
+
+    Args:
+        path: Destination.
+        header: JSON-able header; a ``weights`` table is added here.
+        constants: Constant tensors, written in order.
+
+    Raises:
+        PlanFileError: The file cannot be written (names the path and the OS error).
+    """
+    table, offset = [], 0
+    for t in constants:
+        offset = _align(offset)
+        table.append({"name": t.name, "dtype": dtypes.name_of(t.weights.dtype),
+                      "shape": list(t.weights.shape), "offset": offset,
+                      "nbytes": t.weights.nbytes})
+        offset += t.weights.nbytes
+    header = dict(header, weights=table)
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    pad = _align(PREAMBLE_SIZE + len(blob)) - PREAMBLE_SIZE - len(blob)
+    h = hashlib.sha256(blob + b"\0" * pad)
+    chunks = []
+    for t, rec in zip(constants, table, strict=True):
+        gap = rec["offset"] - sum(len(c) for c in chunks)
+        data = np.ascontiguousarray(t.weights.numpy()).tobytes()
+        chunks.append(b"\0" * gap + data)
+    for c in chunks:
+        h.update(c)
+    preamble = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(blob), offset, h.digest())
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".plan-", dir=directory)
+        with os.fdopen(fd, "wb") as f:
+            f.write(preamble + blob + b"\0" * pad)
+            for c in chunks:
+                f.write(c)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise PlanFileError(f"cannot write plan file {path!r}: {exc}") from None
+
+
+def read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Weights]]:
+    """Read and check a plan file.
+
+    Returns:
+        (header dict, constant name -> Weights viewing the file's memory map).
+
+    Raises:
+        PlanFileError: Missing, truncated, damaged (checksum) or malformed file.
+        VersionMismatchError: Written by another plan format version.
+    """
+    path = os.fspath(path)
+    try:
+        size = os.path.getsize(path)
+        mm = np.memmap(path, np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+    except (OSError, ValueError) as exc:
+        raise PlanFileError(f"cannot read plan file {path!r}: {exc}") from None
+    where = f"plan file {path!r}"
+    if size < PREAMBLE_SIZE:
+        raise PlanFileError(f"{where} is truncated: {size} bytes, shorter than the "
+                            f"{PREAMBLE_SIZE}-byte preamble")
+    magic, version, _, hlen, plen, digest = _PREAMBLE.unpack(bytes(mm[:PREAMBLE_SIZE]))
+    if magic != MAGIC:
+        raise PlanFileError(f"{where} is not a dist_rt plan file: magic {magic!r}, expected "
+                            f"{MAGIC!r}")
+    if version != FORMAT_VERSION:
+        raise VersionMismatchError(f"{where} has plan format version {version}, this dist_rt "
+                                   f"reads version {FORMAT_VERSION}; rebuild the engine")
+    if hlen == 0 or hlen > MAX_HEADER_BYTES or PREAMBLE_SIZE + hlen > size:
+        raise PlanFileError(f"{where} is truncated or damaged: header length {hlen} does not "
+                            f"fit in a file of {size} bytes")
+    start = _align(PREAMBLE_SIZE + hlen)
+    if start + plen != size:
+        state = "truncated" if start + plen > size else "damaged (trailing bytes)"
+        raise PlanFileError(f"{where} is {state}: header and payload need {start + plen} "
+                            f"bytes, the file has {size}")
+    if hashlib.sha256(memoryview(mm[PREAMBLE_SIZE:])).digest() != digest:
+        raise PlanFileError(f"{where} is damaged: SHA-256 checksum mismatch (expected "
+                            f"{digest.hex()[:16]}..., got "
+                            f"{hashlib.sha256(memoryview(mm[PREAMBLE_SIZE:])).hexdigest()[:16]}"
+                            f"...)")
+    try:
+        header = json.loads(bytes(mm[PREAMBLE_SIZE:PREAMBLE_SIZE + hlen]).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PlanFileError(f"{where}: header is not valid JSON: {exc}") from None
+    header = _expect(header, dict, f"{where} header")
+    weights = {}
+    for i, rec in enumerate(_expect(header.get("weights"), list, f"{where} weights")):
+        rec = _expect(rec, dict, f"{where} weights[{i}]")
+        name = _expect(rec.get("name"), str, f"{where} weights[{i}].name")
+        w = f"{where}, weight '{name}'"
+        dtype = parse_dtype(rec.get("dtype"), w)
+        shape = parse_shape(rec.get("shape"), w)
+        offset = _expect(rec.get("offset"), int, f"{w} offset")
+        nbytes = _expect(rec.get("nbytes"), int, f"{w} nbytes")
+        want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
+        if nbytes != want or offset < 0 or offset % ALIGN or offset + nbytes > plen:
+            raise PlanFileError(f"{w}: offset {offset} / {nbytes} bytes does not fit: expected "
+                                f"{want} bytes at a {ALIGN}-aligned offset within the "
+                                f"{plen}-byte payload")
+        view = mm[start + offset:start + offset + nbytes].view(dtype).reshape(shape)
+        weights[name] = Weights(view)
+    return header, weights

@@ -1,0 +1,39 @@
+"""The CPU backend: NumPy arrays, every layer through its op's reference implementation.
+
+Activations are ordinary NumPy allocations freed after their last use; the build-time arena
+plan is reported (and used by the CUDA backend) but NumPy's allocator already reuses freed
+blocks, so carving one arena by hand would not save memory here.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from dist_rt.ops import RunContext
+
+name = "cpu"
+xp = np
+
+
+def to_device(array: np.ndarray) -> np.ndarray:
+    """Host arrays are device arrays on the CPU: identity."""
+    return array
+
+
+def to_host(array: Any) -> np.ndarray:
+    """Identity for NumPy arrays (anything array-like is converted)."""
+    return np.asarray(array)
+
+
+def run_layer(layer: Any, inputs: Sequence[Any], rt: RunContext) -> list[Any]:
+    """Run one layer with its op's NumPy reference implementation."""
+    return layer.op.run(layer, inputs, rt)
+
+
+def device_arch() -> str:
+    """The machine architecture (``x86_64``, ``aarch64``...)."""
+    return platform.machine() or "unknown"

@@ -1,0 +1,233 @@
+"""``ExecutionContext``: runs an Engine's layers in order on one backend.
+
+Per call: check the feeds against the bindings, move them to the device, run each layer,
+drop every intermediate right after its last reader, copy the outputs to host NumPy. State
+that must persist across calls (a KV cache) belongs in ``RunContext.state``, which lives as
+long as the context, not in the per-call value table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from dist_rt import dtypes
+from dist_rt.errors import (
+    CommunicatorMismatchError,
+    DeviceError,
+    ExecutionError,
+    InputError,
+    where,
+)
+from dist_rt.network import format_shape
+from dist_rt.runtime.backends import get_backend
+
+
+class ExecutionContext:
+    """Runs one engine (TensorRT's ``IExecutionContext``); a context manager.
+
+    Teardown order: ``close()`` drops device arrays first; the communicator belongs to the
+    caller and is closed by the caller after every context that uses it (NCCL's destroy is
+    collective).
+
+    Args:
+        engine: The :class:`dist_rt.engine.Engine` to run.
+
+    Attributes:
+        profiling: When True, ``execute`` times every layer into ``layer_times``.
+        layer_times: Layer name -> total seconds over profiled calls.
+        collective_seconds: Seconds spent in DistCollective layers over profiled calls.
+        profile_index: Index of the optimization profile whose bounds inputs must respect.
+    """
+
+    def __init__(self, engine: Any):
+        self.engine = engine
+        self.backend = get_backend(engine.device)
+        if engine.device != "cpu" and self.backend.device_arch() != engine.device_arch:
+            raise DeviceError(f"engine was built for {engine.device} arch {engine.device_arch}, "
+                              f"this device is {self.backend.device_arch()}; rebuild it here")
+        net = engine.network
+        net.toposort()
+        self._layers = list(net.layers)
+        self._rank, self._world = engine.rank, engine.world_size
+        self._constants = {t.name: self.backend.to_device(t.weights.numpy())
+                           for t in net.constants}
+        keep = {t.name for t in net.outputs} | set(self._constants)
+        last: dict[str, int] = {}
+        for step, layer in enumerate(self._layers):
+            for t in layer.inputs:
+                if t is not None:
+                    last[t.name] = step
+        self._free_after: list[list[str]] = [[] for _ in self._layers]
+        for name, step in last.items():
+            if name not in keep:
+                self._free_after[step].append(name)
+        self.communicator: Any = None
+        self._state: dict = {}
+        self._rt = self._make_rt()
+        self.profiling = False
+        self.layer_times: dict[str, float] = {}
+        self.collective_seconds = 0.0
+        self.profile_index = 0
+        self._closed = False
+
+    def _make_rt(self):
+        return self.backend.make_run_context(communicator=self.communicator, rank=self._rank,
+                                             world_size=self._world, state=self._state)
+
+    def _prefix(self) -> str:
+        return where(self._rank if self._world > 1 else None, self._world)
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def set_communicator(self, comm: Any) -> None:
+        """Attach the communicator DistCollective layers use.
+
+        Raises:
+            CommunicatorMismatchError: ``comm.size``/``comm.rank`` differ from the engine's
+                world size/rank, or a device communicator is given to a CPU engine.
+        """
+        size, rank = getattr(comm, "size", None), getattr(comm, "rank", None)
+        if size != self._world or rank != self._rank:
+            raise CommunicatorMismatchError(
+                f"{self._prefix()}communicator is rank {rank} of {size}, the engine is rank "
+                f"{self._rank} of {self._world} (load the plan file of this rank, or launch "
+                f"{self._world} ranks)")
+        if getattr(comm, "device", "cpu") == "cuda" and self.engine.device == "cpu":
+            raise CommunicatorMismatchError(f"{self._prefix()}a CUDA communicator cannot move "
+                                            f"the host arrays of a CPU engine")
+        self.communicator = comm
+        self._rt = self._make_rt()
+
+    # -- run ---------------------------------------------------------------------------------
+
+    def check_inputs(self, feeds: Mapping[str, Any]) -> dict[str, int]:
+        """Check ``feeds`` against the input bindings without running anything.
+
+        Returns:
+            The value of every symbolic dim (e.g. ``{"batch": 2, "seq": 16}``).
+
+        Raises:
+            InputError: Unknown or missing names, wrong dtype, rank or dims (names the input,
+                expected vs got), or a shape outside the active profile.
+        """
+        if not isinstance(feeds, Mapping):
+            raise InputError(f"{self._prefix()}inputs must be a dict of name -> array, got "
+                             f"{type(feeds).__name__}")
+        expected = [n for n, _, _ in self.engine.inputs]
+        unknown = sorted(set(feeds) - set(expected))
+        missing = [n for n in expected if n not in feeds]
+        if unknown or missing:
+            parts = ([f"unknown input(s) {unknown}"] if unknown else []) + \
+                    ([f"missing input(s) {missing}"] if missing else [])
+            raise InputError(f"{self._prefix()}{'; '.join(parts)}; the engine's inputs are "
+                             f"{expected}")
+        dims: dict[str, tuple[int, str]] = {}
+        for name, dtype, shape in self.engine.inputs:
+            value = feeds[name]
+            if not hasattr(value, "dtype") or not hasattr(value, "shape"):
+                raise InputError(f"{self._prefix()}input '{name}': expected an array, got "
+                                 f"{type(value).__name__}")
+            if np.dtype(value.dtype) != dtype:
+                raise InputError(f"{self._prefix()}input '{name}': dtype {value.dtype}, "
+                                 f"expected {dtypes.name_of(dtype)}")
+            got = tuple(int(d) for d in value.shape)
+            if len(got) != len(shape):
+                raise InputError(f"{self._prefix()}input '{name}': shape {got} has rank "
+                                 f"{len(got)}, expected rank {len(shape)} {format_shape(shape)}")
+            for i, (want, have) in enumerate(zip(shape, got, strict=True)):
+                if isinstance(want, int) and want != have:
+                    raise InputError(f"{self._prefix()}input '{name}': shape {got}, expected "
+                                     f"{format_shape(shape)} (dim {i} must be {want})")
+                if isinstance(want, str):
+                    seen = dims.setdefault(want, (have, name))
+                    if seen[0] != have:
+                        raise InputError(
+                            f"{self._prefix()}input '{name}': dim {i} ('{want}') is {have}, but "
+                            f"input '{seen[1]}' gives '{want}' = {seen[0]}")
+            self._check_profile(name, got)
+        return {k: v for k, (v, _) in dims.items()}
+
+    def _check_profile(self, name: str, got: tuple[int, ...]) -> None:
+        if not self.engine.profiles:
+            return
+        profile = self.engine.profiles[self.profile_index]
+        if name not in profile.min:
+            return
+        lo, hi = profile.min[name], profile.max[name]
+        if any(not a <= g <= b for a, g, b in zip(lo, got, hi, strict=True)):
+            raise InputError(f"{self._prefix()}input '{name}': shape {got} is outside "
+                             f"profile '{profile.name}' bounds min {lo}, max {hi}")
+
+    def execute(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Run the engine once.
+
+        Args:
+            feeds: Input name -> array (NumPy; CuPy too on the CUDA backend).
+
+        Returns:
+            Output name -> host NumPy array, in the engine's output order.
+
+        Raises:
+            InputError: Feeds do not match the bindings.
+            CommunicatorMismatchError: A multi-rank engine has no communicator attached.
+            ExecutionError: A layer failed (names the layer, op and rank).
+        """
+        if self._closed:
+            raise ExecutionError(f"{self._prefix()}execute() on a closed ExecutionContext")
+        self.check_inputs(feeds)
+        if self._world > 1 and self.communicator is None:
+            raise CommunicatorMismatchError(
+                f"{self._prefix()}the engine is rank {self._rank} of {self._world}; attach a "
+                f"communicator with set_communicator() before execute()")
+        backend, rt = self.backend, self._rt
+        values = dict(self._constants)
+        for name, value in feeds.items():
+            values[name] = backend.to_device(value if backend.name != "cpu"
+                                             else np.asarray(value))
+        for step, layer in enumerate(self._layers):
+            ins = [None if t is None else values[t.name] for t in layer.inputs]
+            if self.profiling:
+                backend.synchronize()
+                t0 = time.perf_counter()
+            outs = backend.run_layer(layer, ins, rt)
+            if self.profiling:
+                backend.synchronize()
+                dt = time.perf_counter() - t0
+                self.layer_times[layer.name] = self.layer_times.get(layer.name, 0.0) + dt
+                if layer.op_type == "DistCollective":
+                    self.collective_seconds += dt
+            if len(outs) < len(layer.outputs):
+                raise ExecutionError(f"{where(self._rank, self._world, layer.name, layer.op_type)}"
+                                     f"returned {len(outs)} outputs, expected "
+                                     f"{len(layer.outputs)}")
+            for t, out in zip(layer.outputs, outs, strict=False):
+                values[t.name] = out
+            for name in self._free_after[step]:
+                values.pop(name, None)
+        return {t.name: self._host(values[t.name], feeds) for t in self.engine.network.outputs}
+
+    def _host(self, value: Any, feeds: Mapping[str, Any]) -> np.ndarray:
+        out = self.backend.to_host(value)
+        # Never hand back the caller's own array or a read-only view of the weights.
+        if any(out is f for f in feeds.values()) or not out.flags.writeable:
+            out = np.array(out, copy=True)
+        return out
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release device arrays held by the context (the communicator stays the caller's)."""
+        self._constants = {}
+        self._state.clear()
+        self.communicator = None
+        self._closed = True
+
+    def __enter__(self) -> ExecutionContext:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,191 @@
+"""CUDA C source of the fused kernels, compiled once per process with NVRTC.
+
+16-bit types are handled without ``cuda_fp16.h``/``cuda_bf16.h`` (whose availability to
+NVRTC depends on how CUDA was installed): ``h16``/``b16`` wrap the raw 16 bits and convert
+with one PTX ``cvt`` (fp16) or a shift plus round-to-nearest-even (bf16). Every kernel loads
+its inputs into float32, computes and accumulates in float32, and rounds once on store.
+
+Kernels (each templated on the storage type T in {float, h16, b16}):
+
+* ``rmsnorm<T>``: one block per row; ``y = x * rsqrt(mean(x^2) + eps) * w``.
+* ``softmax<T>``: one block per row, in place allowed; optional scale and end-aligned
+  causal frontier (row ``r`` of a (G*S)-row group is query ``r % S``; key ``j`` is kept iff
+  ``j <= r % S + offset``); rows with no key give zeros.
+* ``silu<T>`` / ``silu_mul<T>``: elementwise ``a * sigmoid(a) (* b)``.
+* ``attention_decode<T>``: flash-style attention for short queries: a block holds one kv
+  head and ``NW`` (query, group-head) items, one warp each; 32-key tiles of K and V are
+  staged in shared memory as float32, each lane scores one key, and the warp keeps the
+  online-softmax running max / sum and a D-wide accumulator (D <= 256, D/32 per lane).
+"""
+
+from __future__ import annotations
+
+SOURCE = r"""
+struct h16 { unsigned short x; };
+struct b16 { unsigned short x; };
+
+__device__ __forceinline__ float ld(const float* p) { return *p; }
+__device__ __forceinline__ float ld(const h16* p) {
+    float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(p->x)); return f;
+}
+__device__ __forceinline__ float ld(const b16* p) {
+    return __int_as_float(((unsigned int)p->x) << 16);
+}
+__device__ __forceinline__ void st(float* p, float v) { *p = v; }
+__device__ __forceinline__ void st(h16* p, float v) {
+    unsigned short u; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(u) : "f"(v)); p->x = u;
+}
+__device__ __forceinline__ void st(b16* p, float v) {
+    unsigned int u = __float_as_uint(v);
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) { p->x = 0x7fc0; return; }
+    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
+    p->x = (unsigned short)(u >> 16);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+// Block-wide reduction (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
+template <bool MAX>
+__device__ float block_reduce(float v, float* scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = MAX ? warp_max(v) : warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    float r = lane < nw ? scratch[lane] : (MAX ? -INFINITY : 0.f);
+    r = MAX ? warp_max(r) : warp_sum(r);
+    return r;
+}
+
+template <typename T>
+__global__ void rmsnorm(const T* x, const T* w, T* y, int cols, float eps) {
+    __shared__ float scratch[32];
+    const T* xr = x + (long long)blockIdx.x * cols;
+    T* yr = y + (long long)blockIdx.x * cols;
+    float ss = 0.f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) { float v = ld(xr + c); ss += v * v; }
+    float inv = rsqrtf(block_reduce<false>(ss, scratch) / cols + eps);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+        st(yr + c, ld(xr + c) * inv * ld(w + c));
+}
+
+template <typename T>
+__global__ void softmax(const T* x, T* y, int cols, float scale, int causal, int s_q,
+                        int offset) {
+    __shared__ float scratch[32];
+    long long row = blockIdx.x;
+    const T* xr = x + row * cols;
+    T* yr = y + row * cols;
+    int limit = causal ? min(cols, (int)(row % s_q) + offset + 1) : cols;
+    float m = -INFINITY;
+    for (int c = threadIdx.x; c < limit; c += blockDim.x) m = fmaxf(m, ld(xr + c) * scale);
+    m = block_reduce<true>(m, scratch);
+    float s = 0.f;
+    for (int c = threadIdx.x; c < limit; c += blockDim.x) s += __expf(ld(xr + c) * scale - m);
+    s = block_reduce<false>(s, scratch);
+    float inv = (s > 0.f && m != -INFINITY) ? 1.f / s : 0.f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+        st(yr + c, c < limit ? __expf(ld(xr + c) * scale - m) * inv : 0.f);
+}
+
+template <typename T>
+__global__ void silu(const T* a, T* y, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        float v = ld(a + i);
+        st(y + i, v / (1.f + __expf(-v)));
+    }
+}
+
+template <typename T>
+__global__ void silu_mul(const T* a, const T* b, T* y, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        float v = ld(a + i);
+        st(y + i, v / (1.f + __expf(-v)) * ld(b + i));
+    }
+}
+
+// q (B, Hq, S, D), k/v (B, Hkv, Skv, D): element strides given for dims b, h, s (d is
+// contiguous). y is written as (B, S, Hq, D) contiguous. Grid (ceil(S*G/NW), Hkv, B).
+#define NW 8
+#define TK 32
+#define MAXD 256
+template <typename T>
+__global__ void attention_decode(const T* q, const T* k, const T* v, T* y,
+                                 int S, int Skv, int D, int G, int Hq,
+                                 long long qsb, long long qsh, long long qss,
+                                 long long ksb, long long ksh, long long kss,
+                                 long long vsb, long long vsh, long long vss,
+                                 float scale, int causal) {
+    __shared__ float ks[TK][MAXD + 1];
+    __shared__ float vs[TK][MAXD];
+    __shared__ float qsm[NW][MAXD];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int b = blockIdx.z, hk = blockIdx.y;
+    int item = blockIdx.x * NW + warp;           // item = i * G + g
+    bool active = item < S * G;
+    int i = active ? item / G : 0, g = active ? item % G : 0;
+    int h = hk * G + g;
+    int offset = Skv - S;
+    int my_end = causal ? min(Skv, i + offset + 1) : Skv;
+    // the block's last key: the largest end over its items
+    int last_item = min(S * G - 1, (int)blockIdx.x * NW + NW - 1);
+    int blk_end = causal ? min(Skv, last_item / G + offset + 1) : Skv;
+    if (active) {
+        const T* qr = q + b * qsb + h * qsh + i * qss;
+        for (int d = lane; d < D; d += 32) qsm[warp][d] = ld(qr + d) * scale;
+    }
+    float m = -INFINITY, l = 0.f, acc[MAXD / 32];
+    for (int t = 0; t < MAXD / 32; ++t) acc[t] = 0.f;
+    const T* kb = k + b * ksb + hk * ksh;
+    const T* vb = v + b * vsb + hk * vsh;
+    for (int j0 = 0; j0 < blk_end; j0 += TK) {
+        __syncthreads();
+        for (int e = threadIdx.x; e < TK * D; e += blockDim.x) {
+            int j = e / D, d = e % D;
+            bool ok = j0 + j < Skv;
+            ks[j][d] = ok ? ld(kb + (long long)(j0 + j) * kss + d) : 0.f;
+            vs[j][d] = ok ? ld(vb + (long long)(j0 + j) * vss + d) : 0.f;
+        }
+        __syncthreads();
+        if (!active || j0 >= my_end) continue;
+        int j = j0 + lane;
+        float s = -INFINITY;
+        if (j < my_end) {
+            s = 0.f;
+            for (int d = 0; d < D; ++d) s += qsm[warp][d] * ks[lane][d];
+        }
+        float m_new = fmaxf(m, warp_max(s));
+        float p = (j < my_end) ? __expf(s - m_new) : 0.f;
+        float alpha = (m == -INFINITY) ? 0.f : __expf(m - m_new);
+        l = l * alpha + warp_sum(p);
+        for (int t = 0; t < MAXD / 32; ++t) acc[t] *= alpha;
+        for (int jj = 0; jj < TK; ++jj) {
+            float pj = __shfl_sync(0xffffffffu, p, jj);
+            if (pj == 0.f) continue;
+            for (int t = 0; t * 32 + lane < D; ++t) acc[t] += pj * vs[jj][t * 32 + lane];
+        }
+        m = m_new;
+    }
+    if (!active) return;
+    float inv = l > 0.f ? 1.f / l : 0.f;
+    T* yr = y + (((long long)b * S + i) * Hq + h) * D;
+    for (int t = 0; t * 32 + lane < D; ++t) st(yr + t * 32 + lane, acc[t] * inv);
+}
+"""
+
+#: Kernel templates, instantiated for each storage type.
+TEMPLATES = ("rmsnorm", "softmax", "silu", "silu_mul", "attention_decode")
+#: Storage type name in the source per NumPy dtype name.
+TYPES = {"float32": "float", "float16": "h16", "bfloat16": "b16"}
+#: Largest head dim of ``attention_decode`` (its shared-memory tile width).
+MAX_HEAD_DIM = 256
+#: Warps (query items) per attention block.
+ATTENTION_WARPS = 8

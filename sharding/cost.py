@@ -1,0 +1,157 @@
+"""The cost model: compute and memory time per layer, alpha-beta time per collective.
+
+Estimates are for ranking plans, not for promising latencies::
+
+    layer time      max(FLOPs / N_split / peak_flops, local bytes / memory_bandwidth)
+    collective      alpha + f(op, N) * bytes / link_bandwidth
+                    all_reduce f = 2(N-1)/N, all_gather/reduce_scatter f = (N-1)/N
+                    (ring algorithms, the busbw factors nccl-tests reports)
+    memory (rank)   weight bytes (sharded ones / N) + the largest activations
+
+Defaults exist for NVLink GPUs and for CPU ranks over MPI; ``CostModel.from_bench`` fits
+alpha and the link bandwidth to ``python -m collectives.bench --json`` results.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from dist_rt.errors import PlanFileError
+from sharding.placement import Placement
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Machine parameters of the estimate.
+
+    Attributes:
+        peak_flops: Sustained FLOP/s of one rank.
+        memory_bandwidth: Bytes/s one rank streams from its memory.
+        alpha: Latency of one collective (s).
+        link_bandwidth: Bytes/s of the rank-to-rank link.
+        name: Label shown by explain.
+    """
+
+    peak_flops: float = 4e14
+    memory_bandwidth: float = 2.0e12
+    alpha: float = 8e-6
+    link_bandwidth: float = 1.5e11
+    name: str = "nvlink"
+
+    @classmethod
+    def nvlink(cls) -> CostModel:
+        """Defaults for GPUs joined by NVLink (H100-class)."""
+        return cls()
+
+    @classmethod
+    def cpu_mpi(cls) -> CostModel:
+        """Defaults for CPU ranks talking over MPI shared memory."""
+        return cls(peak_flops=5e10, memory_bandwidth=1e10, alpha=2e-5, link_bandwidth=5e9,
+                   name="cpu-mpi")
+
+    @classmethod
+    def from_bench(cls, path: str, base: CostModel | None = None) -> CostModel:
+        """Fit alpha and link bandwidth to ``collectives.bench --json`` rows.
+
+        Rows are objects with a size in bytes (``bytes`` or ``size``) and a time (``time_us``
+        or ``time_s``); all_reduce rows are preferred (their busbw factor is undone).
+
+        Raises:
+            PlanFileError: The file is unreadable or holds no usable rows.
+        """
+        base = base or cls()
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise PlanFileError(f"bench results {path!r} cannot be read: {exc}") from None
+        rows = data.get("results", data) if isinstance(data, dict) else data
+        xs, ys = [], []
+        for row in rows if isinstance(rows, list) else []:
+            if not isinstance(row, dict) or row.get("op", "all_reduce") != "all_reduce":
+                continue
+            size = row.get("bytes", row.get("size"))
+            t = row.get("time_s", None)
+            if t is None and "time_us" in row:
+                t = row["time_us"] * 1e-6
+            n = int(row.get("world_size", row.get("nranks", 2)))
+            if size is None or t is None:
+                continue
+            xs.append(float(size) * 2 * (n - 1) / max(n, 1))
+            ys.append(float(t))
+        if len(xs) < 2:
+            raise PlanFileError(f"bench results {path!r}: need at least 2 all_reduce rows with "
+                                f"bytes and time_us, got {len(xs)}")
+        slope, intercept = np.polyfit(np.asarray(xs), np.asarray(ys), 1)
+        return CostModel(base.peak_flops, base.memory_bandwidth, max(float(intercept), 1e-7),
+                         1.0 / max(float(slope), 1e-15), f"bench:{path}")
+
+    def compute(self, flops: float, nbytes: float) -> float:
+        """Roofline time of a layer doing ``flops`` over ``nbytes`` of memory traffic."""
+        return max(flops / self.peak_flops, nbytes / self.memory_bandwidth)
+
+    def collective(self, op: str, nbytes: float, n: int) -> float:
+        """Alpha-beta time of ``op`` moving a tensor of ``nbytes`` (global size) over n ranks."""
+        if n <= 1:
+            return 0.0
+        factor = {"all_reduce": 2 * (n - 1) / n, "all_gather": (n - 1) / n,
+                  "reduce_scatter": (n - 1) / n, "all_to_all": (n - 1) / n / n}[op]
+        return self.alpha + factor * nbytes / self.link_bandwidth
+
+
+def reshard_ops(src: Placement, dst: Placement) -> list[str] | None:
+    """Collectives turning ``src`` into ``dst`` (``[]`` = local; None = impossible).
+
+    ::
+
+        from \\ to   R             S(d)             P
+        R           -             local slice      impossible
+        S(d)        all_gather    all_gather+slice impossible
+        P           all_reduce    reduce_scatter   -
+    """
+    if src == dst:
+        return []
+    if dst.is_partial():
+        return None
+    if src.is_replicate():
+        return []
+    if src.is_shard():
+        return ["all_gather"]
+    return ["all_reduce"] if dst.is_replicate() else ["reduce_scatter"]
+
+
+def resolve_dim(d, sizes: dict[str, int]) -> int:
+    """An int for a dim: static, a known symbol, else 1 (the decode-shaped default)."""
+    if isinstance(d, int):
+        return d
+    if isinstance(d, str) and d in sizes:
+        return int(sizes[d])
+    return 1
+
+
+def tensor_bytes(tensor, sizes: dict[str, int]) -> float:
+    """Bytes of ``tensor`` with symbolic dims resolved through ``sizes``."""
+    if tensor is None or tensor.shape is None:
+        return 0.0
+    item = tensor.dtype.itemsize if tensor.dtype is not None else 4
+    return float(math.prod(resolve_dim(d, sizes) for d in tensor.shape)) * item
+
+
+def layer_flops(layer, sizes: dict[str, int]) -> float:
+    """Rough FLOPs of a layer: 2*M*N*K for contractions, one per output element otherwise."""
+    out = layer.outputs[0] if layer.outputs else None
+    elems = tensor_bytes(out, sizes) / (out.dtype.itemsize if out is not None and out.dtype
+                                        is not None else 4) if out is not None else 0.0
+    if layer.op_type in ("MatMul", "Gemm") and layer.inputs[0] is not None \
+            and layer.inputs[0].shape:
+        k = layer.inputs[0].shape[-2 if layer.attr("transA", 0) else -1]
+        return 2.0 * elems * resolve_dim(k, sizes)
+    if layer.op_type in ("Conv", "ConvTranspose") and layer.inputs[1] is not None \
+            and layer.inputs[1].shape:
+        w = layer.inputs[1].shape
+        return 2.0 * elems * math.prod(resolve_dim(d, sizes) for d in w[1:])
+    return elems
