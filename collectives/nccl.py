@@ -15,7 +15,8 @@ collective host operation.
 
 Data movement ops send bytes (``ncclUint8``), so any dtype moves; reductions use NCCL's typed
 ops: float16/32/64, bfloat16 (``ncclBfloat16 = 9``), int8/uint8/int32/uint32/int64/uint64.
-``avg`` is ``ncclAvg`` (= 4, NCCL >= 2.10; integer division for integer types).
+``avg`` is ``ncclAvg`` (= 4, NCCL >= 2.10) for floats; for integer dtypes it is ``ncclSum``
+then a division truncating toward zero on the same stream, so MPI and NCCL agree exactly.
 
 Sub-groups get their own NCCL communicator (``ncclCommInitRank`` over the group, unique id
 from group rank 0 over the host side channel), cached per ordered group. ``ncclCommSplit``
@@ -78,7 +79,9 @@ class _Watchdog:
         self.pending: collections.deque = collections.deque()
         self.free: collections.deque = collections.deque()
         self.stopped = False
-        threading.Thread(target=self._loop, daemon=True, name="dist_rt-nccl-watchdog").start()
+        self.thread = threading.Thread(target=self._loop, daemon=True,
+                                       name="dist_rt-nccl-watchdog")
+        self.thread.start()
 
     def push(self, name: str, stream: Any) -> None:
         ev = self.free.popleft() if self.free else cp.cuda.Event(disable_timing=True)
@@ -96,7 +99,8 @@ class _Watchdog:
                 for comm in list(self.owner._comms.values()):
                     comm.check_async_error()
             except nccl.NcclError as exc:
-                self.owner._fail(f"NCCL reported an asynchronous error: {exc}")
+                if not self.stopped:  # close() may destroy a communicator under us
+                    self.owner._fail(f"NCCL reported an asynchronous error: {exc}")
                 return
             if self.pending and time.monotonic() - self.pending[0][2] > self.timeout:
                 name = self.pending[0][1]
@@ -196,7 +200,18 @@ class NcclCommunicator(Communicator):
         if dt is None:
             raise CommunicatorError(f"rank {self.rank}/{self.size}, {name}: NCCL cannot reduce "
                                     f"dtype {x.dtype}; expected one of {sorted(_NCCL_TYPES)}")
+        if op == "avg" and x.dtype.kind in "iu":
+            return dt, _NCCL_OPS["sum"]  # divided afterwards by _int_avg
         return dt, _NCCL_OPS[op]
+
+    @staticmethod
+    def _int_avg(y: Any, op: str, n: int) -> Any:
+        """Integer ``avg``: the sum divided by ``n``, truncated toward zero (C division)."""
+        if op != "avg" or y.dtype.kind not in "iu":
+            return y
+        if y.dtype.kind == "u":
+            return y // n
+        return (cp.abs(y) // n * cp.sign(y)).astype(y.dtype)
 
     @staticmethod
     def _contig(x: Any) -> Any:
@@ -210,7 +225,7 @@ class NcclCommunicator(Communicator):
         dt, rop = self._types(x, op, "all_reduce")
         self._comm_for(group).allReduce(send.data.ptr, out.data.ptr, send.size, dt, rop,
                                         cp.cuda.get_current_stream().ptr)
-        return out
+        return self._int_avg(out, op, len(group))
 
     def _all_gather_impl(self, x, *, axis, group):
         send = lay.to_front(cp, x, axis)
@@ -232,7 +247,7 @@ class NcclCommunicator(Communicator):
         dt, rop = self._types(x, op, "reduce")
         self._comm_for(group).reduce(send.data.ptr, out.data.ptr, send.size, dt, rop, root,
                                      cp.cuda.get_current_stream().ptr)
-        return out if group.index(self.rank) == root else x.copy()
+        return self._int_avg(out, op, len(group)) if group.index(self.rank) == root else x.copy()
 
     def _reduce_scatter_impl(self, x, *, op, axis, group):
         send = lay.to_front(cp, x, axis)
@@ -240,7 +255,7 @@ class NcclCommunicator(Communicator):
         dt, rop = self._types(x, op, "reduce_scatter")
         self._comm_for(group).reduceScatter(send.data.ptr, out.data.ptr, out.size, dt, rop,
                                             cp.cuda.get_current_stream().ptr)
-        return lay.from_front(cp, out, axis, x.ndim)
+        return lay.from_front(cp, self._int_avg(out, op, len(group)), axis, x.ndim)
 
     def _all_to_all_impl(self, x, *, axis, group):
         send = lay.to_front(cp, x, axis)
@@ -349,15 +364,22 @@ class NcclCommunicator(Communicator):
     def abort(self, reason: str = "", code: int = 1) -> None:
         """``ncclCommAbort`` every communicator, then end every rank through the side channel.
 
+        The reason is printed first, and the NCCL aborts run in a helper thread that gets at
+        most 10 s: if ``ncclCommAbort`` itself blocks behind a spinning kernel, the job still
+        ends (MPI_Abort, or exit for the spawner).
+
         Args:
             reason: One line saying why (printed on stderr).
             code: Exit status.
         """
-        for comm in self._comms.values():
-            comm.abort()
-        self._comms.clear()
+        sys.stderr.write(f"dist_rt: abort: {reason}\n")
         sys.stderr.flush()
-        self._side.abort(reason, code)
+        comms = list(self._comms.values())
+        self._comms.clear()
+        helper = threading.Thread(target=lambda: [c.abort() for c in comms], daemon=True)
+        helper.start()
+        helper.join(timeout=10.0)
+        self._side.abort("", code)
 
     def close(self) -> None:
         """Destroy the NCCL communicators, then the side channel (MPI after NCCL).
@@ -370,6 +392,7 @@ class NcclCommunicator(Communicator):
         self._closed = True
         if self._watch is not None:
             self._watch.stopped = True
+            self._watch.thread.join(timeout=2.0)
         cp.cuda.get_current_stream().synchronize()
         for comm in self._comms.values():
             comm.destroy()

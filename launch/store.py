@@ -223,7 +223,8 @@ class StoreChannel:
 
     def abort(self, reason: str = "", code: int = 1) -> None:
         """Print the reason and exit; the spawner (``python -m launch``) kills the others."""
-        sys.stderr.write(f"dist_rt: abort: {reason}\n")
+        if reason:
+            sys.stderr.write(f"dist_rt: abort: {reason}\n")
         sys.stderr.flush()
         os._exit(code)
 

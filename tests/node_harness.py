@@ -7,6 +7,7 @@ every op. ``python tests/node_harness.py Add Relu`` prints pass/fail per case.
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from collections.abc import Iterator
@@ -20,14 +21,19 @@ from dist_rt.onnx.attributes import attribute_value
 from dist_rt.ops import RunContext
 
 
-def node_cases(op_types: set[str] | None = None) -> Iterator[tuple[str, ModelProto, list, list]]:
-    """Yield (name, model, inputs, expected outputs) of onnx's node test cases."""
+@functools.lru_cache(maxsize=1)
+def _all_cases() -> tuple:
+    # Generating onnx's cases takes 15-30 s; every suite in one pytest process shares them.
     import onnx.backend.test.case.node as node_cases_mod
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cases = node_cases_mod.collect_testcases(None)
-    for case in cases:
+        return tuple(node_cases_mod.collect_testcases(None))
+
+
+def node_cases(op_types: set[str] | None = None) -> Iterator[tuple[str, ModelProto, list, list]]:
+    """Yield (name, model, inputs, expected outputs) of onnx's node test cases."""
+    for case in _all_cases():
         ops = {n.op_type for n in case.model.graph.node}
         if op_types is not None and not ops & op_types:
             continue

@@ -38,7 +38,7 @@ def export_onnx(network: Network, *, external_data_path: str | None = None,
     """Write ``network`` as an ONNX model.
 
     Args:
-        network: The network (not modified).
+        network: The network (its layers are put in topological order, nothing else).
         external_data_path: When given, weights of at least ``external_threshold`` bytes are
             written to this file and referenced by its base name, so save the model in the
             same directory (``onnx.save(model, os.path.join(dir, "model.onnx"))``).
@@ -72,7 +72,11 @@ def export_onnx(network: Network, *, external_data_path: str | None = None,
     used = {n.domain for n in nodes}
     opset_import = [helper.make_opsetid(d, v) for d, v in sorted(opsets.items())
                     if d == "" or d in used]
-    model = helper.make_model(graph, opset_imports=opset_import, producer_name="dist_rt")
+    # The lowest IR version that has the opsets, but at least 10 (node metadata_props), so
+    # runtimes older than this onnx package read the file.
+    ir_version = max(10, helper.find_min_ir_version_for(opset_import, ignore_unknown=True))
+    model = helper.make_model(graph, opset_imports=opset_import, producer_name="dist_rt",
+                              ir_version=ir_version)
     _model_metadata(model, network.metadata)
     return model
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import GraphProto, ModelProto, NodeProto, ValueInfoProto
+from onnx import GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto, helper
 
 from dist_rt import dtypes
 from dist_rt.errors import GraphError, ModelError, ParseError, UnsupportedOpError
@@ -212,10 +212,32 @@ def _check(model: ModelProto) -> None:
     if model.ByteSize() > _CHECK_LIMIT:
         return
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(_without_external_data(model))
     except (onnx.checker.ValidationError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ParseError(f"the model fails onnx.checker: {first}") from None
+
+
+def _without_external_data(model: ModelProto) -> ModelProto:
+    """The model with externally stored initializers turned into graph inputs.
+
+    onnx.checker resolves external-data locations against the current directory for a
+    ModelProto; the importer checks them itself against ``base_dir`` (external.py), so the
+    checker sees only the graph.
+    """
+    external = [t for t in model.graph.initializer if t.data_location == TensorProto.EXTERNAL]
+    if not external:
+        return model
+    names = {t.name for t in external}
+    listed = {i.name for i in model.graph.input}
+    copy = ModelProto()
+    copy.CopyFrom(model)
+    kept = [t for t in copy.graph.initializer if t.name not in names]
+    del copy.graph.initializer[:]
+    copy.graph.initializer.extend(kept)
+    copy.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                            for t in external if t.name not in listed)
+    return copy
 
 
 def _default_opset(model: ModelProto) -> int:

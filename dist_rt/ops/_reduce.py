@@ -110,6 +110,8 @@ class Reduce(Op):
     @classmethod
     def _identity(cls, dtype: np.dtype) -> Any:
         if cls.identity in ("max", "min"):
+            if dtype.kind == "b":
+                return cls.identity == "min"
             if dtype.kind in "iu":
                 info = np.iinfo(dtype)
                 return info.min if cls.identity == "max" else info.max

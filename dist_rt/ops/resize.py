@@ -29,6 +29,8 @@ from dist_rt.ops._op import Op, TensorDesc, check_inputs, register_op
 def source_coords(mode, out_len, in_len, scale, roi=None):
     """Map output indices to source coordinates; returns (x, outside mask or None)."""
     y = np.arange(out_len, dtype=np.float64)
+    # length_resized is the float in * scale, as in the ONNX reference (onnxruntime uses the
+    # integer output length for align_corners; the two differ when in * scale is fractional)
     out_f = scale * in_len
     outside = None
     if mode == "align_corners":

@@ -6,9 +6,11 @@ max or min; duplicate indices accumulate for the reductions (``ufunc.at``).
 
 from __future__ import annotations
 
+import numpy as np
+
 from dist_rt.errors import ShapeError, UnsupportedOpError
 from dist_rt.ops._op import Op, TensorDesc, check_inputs, normalize_axis, register_op
-from dist_rt.ops._tensor_util import fmt, here
+from dist_rt.ops._tensor_util import fmt, here, to_numpy
 from dist_rt.ops.gather import normalize_indices
 
 
@@ -26,7 +28,14 @@ def scatter_at(layer, xp, out, index, updates) -> None:
     if reduction not in ufuncs:
         raise UnsupportedOpError(f"{here(layer)}reduction {reduction!r} is not one of none, "
                                  f"{', '.join(ufuncs)}")
-    ufuncs[reduction].at(out, index, updates)
+    try:
+        ufuncs[reduction].at(out, index, updates)
+    except (NotImplementedError, AttributeError, TypeError):
+        # CuPy implements ``ufunc.at`` only for some ufuncs (not multiply): reduce on the host.
+        host = to_numpy(out)
+        host_ufunc = getattr(np, ufuncs[reduction].__name__)
+        host_ufunc.at(host, tuple(to_numpy(i) for i in index), to_numpy(updates))
+        out[...] = xp.asarray(host)
 
 
 @register_op("ScatterElements", since_opset=11)

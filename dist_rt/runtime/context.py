@@ -8,6 +8,7 @@ long as the context, not in the per-call value table.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -72,6 +73,8 @@ class ExecutionContext:
         self.layer_times: dict[str, float] = {}
         self.collective_seconds = 0.0
         self.profile_index = 0
+        # CUDA graphs (backends with execute_network); off: DIST_RT_CUDA_GRAPH=0 / --no-cuda-graph
+        self.use_cuda_graph = os.environ.get("DIST_RT_CUDA_GRAPH", "1") != "0"
         self._closed = False
 
     def _make_rt(self):
@@ -162,11 +165,14 @@ class ExecutionContext:
             raise InputError(f"{self._prefix()}input '{name}': shape {got} is outside "
                              f"profile '{profile.name}' bounds min {lo}, max {hi}")
 
-    def execute(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def execute(self, feeds: Mapping[str, Any],
+                copy_outputs: bool = True) -> dict[str, np.ndarray]:
         """Run the engine once.
 
         Args:
             feeds: Input name -> array (NumPy; CuPy too on the CUDA backend).
+            copy_outputs: False returns the backend's arrays (CuPy on CUDA) without the
+                device-to-host copy; with a CUDA graph they are valid until the next call.
 
         Returns:
             Output name -> host NumPy array, in the engine's output order.
@@ -184,6 +190,9 @@ class ExecutionContext:
                 f"{self._prefix()}the engine is rank {self._rank} of {self._world}; attach a "
                 f"communicator with set_communicator() before execute()")
         backend, rt = self.backend, self._rt
+        run_graph = getattr(backend.module, "execute_network", None)
+        if run_graph is not None and self.use_cuda_graph and not self.profiling:
+            return run_graph(self, feeds, copy_outputs)  # CUDA graph capture/replay
         values = dict(self._constants)
         for name, value in feeds.items():
             values[name] = backend.to_device(value if backend.name != "cpu"
@@ -208,6 +217,8 @@ class ExecutionContext:
                 values[t.name] = out
             for name in self._free_after[step]:
                 values.pop(name, None)
+        if not copy_outputs:
+            return {t.name: values[t.name] for t in self.engine.network.outputs}
         return {t.name: self._host(values[t.name], feeds) for t in self.engine.network.outputs}
 
     def _host(self, value: Any, feeds: Mapping[str, Any]) -> np.ndarray:

@@ -16,7 +16,7 @@ MPI="mpirun --allow-run-as-root -n 4 --bind-to none -x NCCL_NVLS_ENABLE -x PYTHO
   python3 -c "import cupy, torch; from cupy.cuda import nccl; print('cupy', cupy.__version__, \
 'nccl(cupy)', nccl.get_version(), 'torch', torch.__version__, torch.cuda.nccl.version())"
 } 2>&1 | tee "$OUT/env.log"
-timeout 120 python3 -m pytest -m "gpu or multigpu" tests/collectives -q -rs 2>&1 \
+timeout 150 python3 -m pytest -m "gpu or multigpu" tests/collectives -v -rs 2>&1 \
   | tee "$OUT/pytest.log" | tail -25
 timeout 120 $MPI python3 -m collectives.bench --backend nccl --min-bytes 8 --max-bytes 1G \
   --iters 100 --json "$OUT/ours.json" > "$OUT/bench.log" 2>&1; echo "bench rc=$?"

@@ -15,12 +15,14 @@ Kernels (each templated on the storage type T in {float, h16, b16}):
 * ``attention_decode<T>``: flash-style attention for short queries: a block holds one kv
   head and ``NW`` (query, group-head) items, one warp each; 32-key tiles of K and V are
   staged in shared memory as float32, each lane scores one key, and the warp keeps the
-  online-softmax running max / sum and a D-wide accumulator (D <= 256, D/32 per lane).
+  online-softmax running max / sum and a D-wide accumulator (D <= 128, D/32 per lane;
+  36.5 KiB of static shared memory).
 """
 
 from __future__ import annotations
 
 SOURCE = r"""
+#define NEG_INF (-__int_as_float(0x7f800000))
 struct h16 { unsigned short x; };
 struct b16 { unsigned short x; };
 
@@ -58,7 +60,7 @@ __device__ float block_reduce(float v, float* scratch) {
     __syncthreads();
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
-    float r = lane < nw ? scratch[lane] : (MAX ? -INFINITY : 0.f);
+    float r = lane < nw ? scratch[lane] : (MAX ? NEG_INF : 0.f);
     r = MAX ? warp_max(r) : warp_sum(r);
     return r;
 }
@@ -83,13 +85,13 @@ __global__ void softmax(const T* x, T* y, int cols, float scale, int causal, int
     const T* xr = x + row * cols;
     T* yr = y + row * cols;
     int limit = causal ? min(cols, (int)(row % s_q) + offset + 1) : cols;
-    float m = -INFINITY;
+    float m = NEG_INF;
     for (int c = threadIdx.x; c < limit; c += blockDim.x) m = fmaxf(m, ld(xr + c) * scale);
     m = block_reduce<true>(m, scratch);
     float s = 0.f;
     for (int c = threadIdx.x; c < limit; c += blockDim.x) s += __expf(ld(xr + c) * scale - m);
     s = block_reduce<false>(s, scratch);
-    float inv = (s > 0.f && m != -INFINITY) ? 1.f / s : 0.f;
+    float inv = (s > 0.f && m != NEG_INF) ? 1.f / s : 0.f;
     for (int c = threadIdx.x; c < cols; c += blockDim.x)
         st(yr + c, c < limit ? __expf(ld(xr + c) * scale - m) * inv : 0.f);
 }
@@ -116,7 +118,7 @@ __global__ void silu_mul(const T* a, const T* b, T* y, long long n) {
 // contiguous). y is written as (B, S, Hq, D) contiguous. Grid (ceil(S*G/NW), Hkv, B).
 #define NW 8
 #define TK 32
-#define MAXD 256
+#define MAXD 128
 template <typename T>
 __global__ void attention_decode(const T* q, const T* k, const T* v, T* y,
                                  int S, int Skv, int D, int G, int Hq,
@@ -142,7 +144,8 @@ __global__ void attention_decode(const T* q, const T* k, const T* v, T* y,
         const T* qr = q + b * qsb + h * qsh + i * qss;
         for (int d = lane; d < D; d += 32) qsm[warp][d] = ld(qr + d) * scale;
     }
-    float m = -INFINITY, l = 0.f, acc[MAXD / 32];
+    float m = NEG_INF, l = 0.f, acc[MAXD / 32];
+#pragma unroll
     for (int t = 0; t < MAXD / 32; ++t) acc[t] = 0.f;
     const T* kb = k + b * ksb + hk * ksh;
     const T* vb = v + b * vsb + hk * vsh;
@@ -157,27 +160,32 @@ __global__ void attention_decode(const T* q, const T* k, const T* v, T* y,
         __syncthreads();
         if (!active || j0 >= my_end) continue;
         int j = j0 + lane;
-        float s = -INFINITY;
+        float s = NEG_INF;
         if (j < my_end) {
             s = 0.f;
             for (int d = 0; d < D; ++d) s += qsm[warp][d] * ks[lane][d];
         }
         float m_new = fmaxf(m, warp_max(s));
         float p = (j < my_end) ? __expf(s - m_new) : 0.f;
-        float alpha = (m == -INFINITY) ? 0.f : __expf(m - m_new);
+        float alpha = (m == NEG_INF) ? 0.f : __expf(m - m_new);
         l = l * alpha + warp_sum(p);
+#pragma unroll
         for (int t = 0; t < MAXD / 32; ++t) acc[t] *= alpha;
         for (int jj = 0; jj < TK; ++jj) {
-            float pj = __shfl_sync(0xffffffffu, p, jj);
+            float pj = __shfl_sync(0xffffffffu, p, jj);  // every lane shuffles: no early exit
             if (pj == 0.f) continue;
-            for (int t = 0; t * 32 + lane < D; ++t) acc[t] += pj * vs[jj][t * 32 + lane];
+#pragma unroll
+            for (int t = 0; t < MAXD / 32; ++t)
+                if (t * 32 + lane < D) acc[t] += pj * vs[jj][t * 32 + lane];
         }
         m = m_new;
     }
     if (!active) return;
     float inv = l > 0.f ? 1.f / l : 0.f;
     T* yr = y + (((long long)b * S + i) * Hq + h) * D;
-    for (int t = 0; t * 32 + lane < D; ++t) st(yr + t * 32 + lane, acc[t] * inv);
+#pragma unroll
+    for (int t = 0; t < MAXD / 32; ++t)
+        if (t * 32 + lane < D) st(yr + t * 32 + lane, acc[t] * inv);
 }
 """
 
@@ -186,6 +194,6 @@ TEMPLATES = ("rmsnorm", "softmax", "silu", "silu_mul", "attention_decode")
 #: Storage type name in the source per NumPy dtype name.
 TYPES = {"float32": "float", "float16": "h16", "bfloat16": "b16"}
 #: Largest head dim of ``attention_decode`` (its shared-memory tile width).
-MAX_HEAD_DIM = 256
+MAX_HEAD_DIM = 128
 #: Warps (query items) per attention block.
 ATTENTION_WARPS = 8

@@ -1,0 +1,101 @@
+"""The CUDA backend: CuPy arrays, hot ops on fused kernels, the rest through ``rt.xp``.
+
+Every op's reference ``_run`` is written against ``rt.xp``, so with ``xp = cupy`` all ops
+run on the GPU unchanged; :mod:`dist_rt.runtime.cuda.kernels` overrides the hot ones
+(attention, RMSNorm, softmax, SiLU) with fused NVRTC kernels that compute in float32 for
+16-bit tensors. Matrix products go to cuBLAS through ``cupy.matmul`` (tensor cores for
+fp16/bf16, float32 accumulation).
+
+``execute_network`` runs a whole engine as a captured CUDA graph per input-shape signature
+(:mod:`dist_rt.runtime.cuda.graph`); ``ExecutionContext`` delegates to it unless graphs are
+turned off (``ExecutionContext.use_cuda_graph = False`` or ``DIST_RT_CUDA_GRAPH=0``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import cupy
+import numpy as np
+
+from dist_rt.ops import RunContext
+from dist_rt.runtime.cuda import kernels
+from dist_rt.runtime.cuda.graph import CudaGraphRunner, host_indices
+
+name = "cuda"
+xp = cupy
+
+
+def is_available() -> bool:
+    """True when CuPy sees at least one CUDA device."""
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except cupy.cuda.runtime.CUDARuntimeError:
+        return False
+
+
+def device_arch() -> str:
+    """The current device's architecture, e.g. ``"sm_90"``."""
+    return f"sm_{cupy.cuda.Device().compute_capability}"
+
+
+def to_device(array: Any) -> cupy.ndarray:
+    """A device array: CuPy arrays are returned as they are, anything else is copied."""
+    return array if isinstance(array, cupy.ndarray) else cupy.asarray(np.asarray(array))
+
+
+def to_host(array: Any) -> np.ndarray:
+    """A host NumPy copy of a device array (NumPy arrays pass through)."""
+    return cupy.asnumpy(array) if isinstance(array, cupy.ndarray) else np.asarray(array)
+
+
+def synchronize() -> None:
+    """Wait for the work queued on the current stream."""
+    cupy.cuda.get_current_stream().synchronize()
+
+
+def make_run_context(**kw: Any) -> RunContext:
+    """The RunContext layers see: ``xp = cupy`` and the current stream."""
+    return RunContext(xp=cupy, backend=name, stream=cupy.cuda.get_current_stream(), **kw)
+
+
+def run_layer(layer: Any, inputs: Sequence[Any], rt: RunContext) -> list[Any]:
+    """Run one layer: its fused kernel when one is registered and accepts the inputs.
+
+    Host NumPy inputs (small shape values) stay on the host where the op reads them as
+    shapes and are uploaded everywhere else.
+    """
+    host = host_indices(layer)
+    ins = [a if a is None or isinstance(a, cupy.ndarray) or i in host else cupy.asarray(a)
+           for i, a in enumerate(inputs)]
+    fused = kernels.lookup(layer)
+    if fused is not None:
+        out = fused(layer, ins, rt)
+        if out is not None:
+            return out
+    return layer.op.run(layer, ins, rt)
+
+
+def execute_network(context: Any, feeds: Mapping[str, Any],
+                    copy_outputs: bool = True) -> dict[str, Any]:
+    """Run a whole engine through its context's CUDA-graph runner (made on first use).
+
+    Args:
+        context: The ExecutionContext (its feeds are already checked).
+        feeds: Input name -> NumPy or CuPy array.
+        copy_outputs: False returns the device output buffers (valid until the next call).
+
+    Returns:
+        Output name -> array.
+    """
+    runner = getattr(context, "_cuda_graph_runner", None)
+    if runner is None:
+        runner = context._cuda_graph_runner = CudaGraphRunner(context, run_layer)
+    return runner.run(feeds, copy_outputs)
+
+
+def graph_pool_bytes(context: Any) -> int:
+    """Bytes held by a context's CUDA-graph pool (0 before the first graph run)."""
+    runner = getattr(context, "_cuda_graph_runner", None)
+    return 0 if runner is None else runner.pool_bytes

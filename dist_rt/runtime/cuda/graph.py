@@ -1,0 +1,216 @@
+"""``CudaGraphRunner``: run an engine's layers as one captured CUDA graph per input shape.
+
+First call for a shape signature (input names, shapes, dtypes):
+
+1. **Eager run** on a private non-blocking stream with a private ``cupy.cuda.MemoryPool``:
+   compiles kernels, creates cuBLAS handles, and records the values of *signature
+   constants*: layers that depend only on input shapes and weights (``Shape -> Range ->
+   Gather(cos)``, casts of weights made by the precision pass). Those layers read shapes
+   on the host, which a graph cannot do, and their values cannot change while the shapes
+   do not, so they are kept (on the device, and small int ones also on the host).
+2. **Capture** of every other layer on the same stream (relaxed mode, CuPy's default, so
+   the pool may still grow with ``cudaMalloc`` while capturing). Intermediates are dropped
+   after their last reader exactly as in eager mode, so the pool reuses their blocks inside
+   the graph. The pool is private: no other allocation ever receives a block the graph
+   writes. Small int inputs that ops read as shapes (Reshape's target, Slice's starts...)
+   are passed as host NumPy values, so nothing synchronizes inside the capture.
+
+Later calls copy the feeds into the captured input buffers and launch the graph: no
+allocation, no Python per layer. Graph memory stays held until the runner is dropped.
+
+Rejected alternative: ``cudaMallocAsync`` pools with graph-owned allocations would free the
+activations between replays, but CuPy's support for them inside capture is partial and the
+activations are needed again at the next replay anyway.
+
+A signature whose capture fails (an op that must synchronize, a host-side communicator)
+falls back to the eager path for good, with the reason kept in ``fallback``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import cupy
+import numpy as np
+
+from dist_rt.errors import DistRtError, ExecutionError
+
+#: Int constants/values up to this many elements are also kept as host NumPy arrays.
+HOST_INT_LIMIT = 64
+#: Inputs that ops read on the host (beyond ``Op.shape_inputs``), by op type.
+HOST_INPUTS: dict[str, tuple[int, ...]] = {
+    "Slice": (1, 2, 3, 4), "Unsqueeze": (1,), "Squeeze": (1,), "Split": (1,),
+    "Pad": (1, 2, 3), "ReduceMean": (1,), "ReduceSum": (1,), "ReduceMax": (1,),
+    "ReduceMin": (1,), "ReduceProd": (1,), "ReduceL1": (1,), "ReduceL2": (1,),
+    "ReduceSumSquare": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "CumSum": (1,),
+}
+_SHAPE_OPS = frozenset({"Shape", "Size"})
+
+
+def host_indices(layer: Any) -> tuple[int, ...]:
+    """Input positions ``layer`` reads on the host (shape, axes, starts...)."""
+    return tuple(layer.op.shape_inputs) + HOST_INPUTS.get(layer.op_type, ())
+
+
+def signature_constants(layers: list, constants: set[str]) -> set[str]:
+    """Names of tensors fixed by the input shapes and the weights alone.
+
+    A tensor is one when its layer is ``Shape``/``Size``, or is deterministic, not a
+    collective, and reads only constants and such tensors.
+    """
+    fixed: set[str] = set()
+    for layer in layers:
+        ins = [t for t in layer.inputs if t is not None]
+        if layer.op_type in _SHAPE_OPS or (
+                layer.op.deterministic and layer.op_type != "DistCollective" and ins
+                and all(t.name in constants or t.name in fixed for t in ins)):
+            fixed.update(t.name for t in layer.outputs)
+    return fixed
+
+
+@dataclass
+class _Captured:
+    graph: Any = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    keep: list = field(default_factory=list)   # device arrays the graph reads
+    fallback: str | None = None
+
+
+class CudaGraphRunner:
+    """Captures and replays one ExecutionContext's layers (see the module docstring).
+
+    Args:
+        context: The :class:`dist_rt.runtime.context.ExecutionContext` to run.
+        run_layer: The backend's ``run_layer(layer, inputs, rt)``.
+    """
+
+    def __init__(self, context: Any, run_layer: Any):
+        self.context = context
+        self.run_layer = run_layer
+        self.layers = context._layers
+        self.free_after = context._free_after
+        net = context.engine.network
+        self.host_constants = {t.name: t.weights.numpy() for t in net.constants
+                               if t.weights.size <= HOST_INT_LIMIT
+                               and np.dtype(t.dtype).kind in "iub"}
+        self.fixed_names = signature_constants(self.layers, {t.name for t in net.constants})
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        self.pool = cupy.cuda.MemoryPool()
+        self.graphs: dict[tuple, _Captured] = {}
+
+    # -- public ------------------------------------------------------------------------------
+
+    def run(self, feeds: Mapping[str, Any], copy_outputs: bool = True) -> dict[str, Any]:
+        """Run once: replay the graph of this shape signature (capturing it first).
+
+        Args:
+            feeds: Checked input arrays (NumPy or CuPy).
+            copy_outputs: True: host NumPy outputs. False: the graph's device output
+                buffers, valid until the next call (the caller's stream is ordered after).
+
+        Returns:
+            Output name -> array, in the engine's output order.
+        """
+        key = tuple(sorted((n, tuple(a.shape), str(a.dtype)) for n, a in feeds.items()))
+        entry = self.graphs.get(key)
+        if entry is None:
+            entry = self.graphs[key] = self._capture(feeds)
+        caller = cupy.cuda.get_current_stream()
+        self.stream.wait_event(caller.record())
+        if entry.fallback is not None:
+            with cupy.cuda.using_allocator(self.pool.malloc), self.stream:
+                outs = self._eager(dict(feeds), record=None)
+        else:
+            with self.stream:
+                for name, buf in entry.inputs.items():
+                    src = feeds[name]
+                    if isinstance(src, cupy.ndarray):
+                        buf[...] = src
+                    else:
+                        buf.set(np.ascontiguousarray(src), stream=self.stream)
+                entry.graph.launch(stream=self.stream)
+            outs = entry.outputs
+        names = [t.name for t in self.context.engine.network.outputs]
+        if copy_outputs:
+            host = {n: cupy.asnumpy(outs[n], stream=self.stream) for n in names}
+            self.stream.synchronize()
+            return host
+        caller.wait_event(self.stream.record())
+        return {n: outs[n] for n in names}
+
+    @property
+    def pool_bytes(self) -> int:
+        """Bytes the private pool holds (the graphs' activations and inputs)."""
+        return int(self.pool.total_bytes())
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _inputs(self, layer, values, host: dict[str, np.ndarray]) -> list:
+        ins = [None if t is None else values[t.name] for t in layer.inputs]
+        for i in host_indices(layer):
+            t = layer.inputs[i] if i < len(layer.inputs) else None
+            if t is not None and t.name in host:
+                ins[i] = host[t.name]
+        return ins
+
+    def _eager(self, feeds: dict[str, Any], record: dict | None,
+               skip: bool = False, host: dict | None = None) -> dict[str, Any]:
+        ctx = self.context
+        values = dict(ctx._constants)
+        values.update({n: ctx.backend.to_device(a) for n, a in feeds.items()})
+        if record is not None and skip:
+            values.update(record)
+        host = {**self.host_constants, **(host or {})}
+        for step, layer in enumerate(self.layers):
+            if skip and all(t.name in self.fixed_names for t in layer.outputs):
+                continue
+            outs = self.run_layer(layer, self._inputs(layer, values, host), ctx._rt)
+            if len(outs) < len(layer.outputs):
+                raise ExecutionError(f"layer '{layer.name}' ({layer.op_type}) returned "
+                                     f"{len(outs)} outputs, expected {len(layer.outputs)}")
+            for t, out in zip(layer.outputs, outs, strict=False):
+                values[t.name] = out
+                if record is not None and not skip and t.name in self.fixed_names:
+                    record[t.name] = out
+            for name in self.free_after[step]:
+                if record is None or name not in record:
+                    values.pop(name, None)
+        return {t.name: values[t.name] for t in ctx.engine.network.outputs}
+
+    def _capture(self, feeds: Mapping[str, Any]) -> _Captured:
+        entry = _Captured()
+        ctx = self.context
+        if ctx._world > 1 and getattr(ctx.communicator, "device", "cpu") != "cuda":
+            entry.fallback = "a host communicator cannot be captured"
+            return entry
+        with cupy.cuda.using_allocator(self.pool.malloc), self.stream:
+            entry.inputs = {n: cupy.array(a) for n, a in feeds.items()}
+            fixed: dict[str, Any] = {}
+            self._eager(dict(entry.inputs), record=fixed)
+            fixed = {n: (v if isinstance(v, cupy.ndarray) else cupy.asarray(v))
+                     for n, v in fixed.items()}
+            host = {n: cupy.asnumpy(v) for n, v in fixed.items()
+                    if v.size <= HOST_INT_LIMIT and v.dtype.kind in "iub"}
+            self.stream.synchronize()
+            entry.keep = list(fixed.values())
+            self.stream.begin_capture()
+            try:
+                entry.outputs = self._eager(dict(entry.inputs), record=fixed, skip=True,
+                                            host=host)
+            except (DistRtError, RuntimeError, cupy.cuda.runtime.CUDARuntimeError) as exc:
+                self._abort_capture()
+                entry.fallback = f"capture failed: {exc}"
+                return entry
+            entry.graph = self.stream.end_capture()
+        return entry
+
+    def _abort_capture(self) -> None:
+        try:
+            if self.stream.is_capturing():
+                self.stream.end_capture()
+        except (RuntimeError, cupy.cuda.runtime.CUDARuntimeError):
+            pass  # an invalidated capture reports its error when ended; the eager path runs
+        self.stream.synchronize()
