@@ -93,6 +93,16 @@ class Engine:
                       for n, d, s in binds]
         return "\n".join(lines)
 
+    def refit(self, weights: dict[str, Any]) -> list[str]:
+        """Replace weights by name (see :mod:`dist_rt.builder.refit`); returns the names.
+
+        Raises:
+            BuildError: Unknown or folded/fused-away weight, shape or dtype mismatch.
+        """
+        from dist_rt.builder.refit import refit  # noqa: PLC0415 - refit imports the config
+
+        return refit(self, weights)
+
     def create_execution_context(self):
         """A new :class:`dist_rt.runtime.ExecutionContext` for this engine."""
         from dist_rt.runtime import ExecutionContext  # noqa: PLC0415 - runtime imports engine

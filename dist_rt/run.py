@@ -281,5 +281,17 @@ def _abort(comm: Any, reason: str) -> None:
         comm.abort(reason)
 
 
+# The steps ``python -m dist_rt.serve`` shares with this CLI (same discovery, parse, plan,
+# build and abort behaviour), under public names.
+ProgressLog = _Log
+discover_ranks = _discover
+make_communicator = _communicator
+load_network = _load_network
+partition_network = _partition
+build_engine = _build
+engine_path = _engine_path
+abort_job = _abort
+
+
 if __name__ == "__main__":
     sys.exit(main())

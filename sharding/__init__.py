@@ -13,8 +13,12 @@ from sharding.plan import ShardingPlan, plan
 
 
 def explain(plan: ShardingPlan, svg_path: str | None = None) -> str:
-    """The plan as a table (and an SVG picture when ``svg_path`` is given)."""
-    from sharding.explain import explain as _explain
+    """The plan as a table (and an SVG picture when ``svg_path`` is given).
+
+    The code is in ``sharding._explain``; ``sharding/explain.py`` is the CLI
+    (``python -m sharding.explain``), kept out of this import so it does not shadow us.
+    """
+    from sharding._explain import explain as _explain
 
     return _explain(plan, svg_path)
 

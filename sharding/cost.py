@@ -10,6 +10,27 @@ Estimates are for ranking plans, not for promising latencies::
 
 Defaults exist for NVLink GPUs and for CPU ranks over MPI; ``CostModel.from_bench`` fits
 alpha and the link bandwidth to ``python -m collectives.bench --json`` results.
+
+Which model is the default (``CostModel.for_device``, used by ``sharding.plan`` when no
+model is given): the one of the device the ranks run on. Tensor-parallel inference is a
+trade of per-rank weight traffic against collectives. Decode is memory bound: every step
+streams every weight a rank holds, so a layer costs ``weight bytes / memory_bandwidth``
+and column/row splitting divides that by N at the price of one all-reduce per pair. A
+Gather is charged its whole table, which stands for the table's residency (memory is what
+tensor parallelism buys) and makes a vocab-parallel embedding pay once the table is worth
+more than one collective. Whether sharding wins is then a property of the machine, not of
+the model alone::
+
+    default Llama (2 layers, hidden 256, 2.6 MB of weights per layer), batch 1 x 16 tokens
+    model     weight time/layer   saved at N=4   2 all-reduces of 16 KB   plan
+    cpu-mpi   260 us              195 us          ~50 us                   Megatron TP
+    nvlink    1.3 us              1.0 us          ~17 us                   replicated
+
+Hence a CPU run of ``mpiexec -n 4 python -m dist_rt.run`` shards the default model, while
+on NVLink GPUs the same 7 MB model stays replicated, because one all-reduce costs more than
+streaming all its weights. Models with GB of weights shard on both. The rejected
+alternative, always using one model (or a "slow memory" one), would shard tiny GPU models
+into a slower plan. Pass ``memory_limit`` (or hints) to force sharding regardless.
 """
 
 from __future__ import annotations
@@ -52,6 +73,19 @@ class CostModel:
         """Defaults for CPU ranks talking over MPI shared memory."""
         return cls(peak_flops=5e10, memory_bandwidth=1e10, alpha=2e-5, link_bandwidth=5e9,
                    name="cpu-mpi")
+
+    @classmethod
+    def for_device(cls, device: str | None = None) -> CostModel:
+        """The default model of ``device`` (``"cpu"``, ``"cuda"``; None or ``"auto"``: CUDA
+        when this machine's CUDA backend works, else CPU). See the module docstring."""
+        if device in (None, "auto"):
+            try:
+                from dist_rt.runtime.backends import resolve_device
+
+                device = resolve_device("auto")
+            except Exception:  # noqa: BLE001 - any failure to probe CUDA means CPU
+                device = "cpu"
+        return cls.nvlink() if device == "cuda" else cls.cpu_mpi()
 
     @classmethod
     def from_bench(cls, path: str, base: CostModel | None = None) -> CostModel:

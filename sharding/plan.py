@@ -213,7 +213,8 @@ def _sizes(network: Network, input_shapes: dict | None) -> dict[str, int]:
 
 def plan(network: Network, world_size: int, *, hints: Any = None,
          cost_model: CostModel | None = None, memory_limit: float | None = None,
-         input_shapes: dict[str, tuple[int, ...]] | None = None) -> ShardingPlan:
+         input_shapes: dict[str, tuple[int, ...]] | None = None,
+         device: str | None = None) -> ShardingPlan:
     """Find a sharding of ``network`` over ``world_size`` ranks.
 
     Args:
@@ -221,9 +222,12 @@ def plan(network: Network, world_size: int, *, hints: Any = None,
         world_size: Number of ranks N >= 1.
         hints: None (search everything), ``"replicate"``, a JSON file path or a dict (see
             the module docstring).
-        cost_model: Machine parameters; NVLink defaults when None.
+        cost_model: Machine parameters; when None, ``CostModel.for_device(device)``
+            (see ``sharding.cost`` for why the device decides).
         memory_limit: Max weight bytes per rank, or None.
         input_shapes: Sizes for symbolic dims, used only for costing.
+        device: ``"cpu"``, ``"cuda"`` or None/``"auto"`` (what this machine has); picks the
+            default cost model.
 
     Returns:
         The plan.
@@ -234,7 +238,7 @@ def plan(network: Network, world_size: int, *, hints: Any = None,
     """
     if not isinstance(world_size, int) or world_size < 1:
         raise ShardingError(f"world_size must be a positive int, got {world_size!r}")
-    cm = cost_model or CostModel.nvlink()
+    cm = cost_model or CostModel.for_device(device)
     known = network.infer_shapes()
     sizes = _sizes(network, input_shapes)
     ctx = RuleContext(world_size, known, is_supported)

@@ -203,7 +203,6 @@ KNOWN_FAILURES = {
     "test_range_float16_type_positive_delta_expanded": "node 'Loop_9' (Loop): ops with subgraph...",
     "test_range_float_type_positive_delta_expanded": "node 'Loop_8' (Loop): ops with subgraph a...",
     "test_range_int32_type_negative_delta_expanded": "node 'Loop_8' (Loop): ops with subgraph a...",
-    "test_reduce_max_empty_set_bool": "AssertionError: Not equal to tolerance rtol=0.001, atol=...",
     "test_sce_NCd1_mean_weight_negative_ii_expanded": "needs NegativeLogLikelihoodLoss, not imp...",
     "test_sce_NCd1_mean_weight_negative_ii_log_prob_expanded": "needs NegativeLogLikelihoodLoss...",
     "test_sce_NCd1d2d3_none_no_weight_negative_ii_expanded": "needs NegativeLogLikelihoodLoss, ...",

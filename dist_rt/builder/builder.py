@@ -11,6 +11,7 @@ from dist_rt.builder.passes import (
     FUSION_PASSES,
     BuildState,
     Pass,
+    cse,
     eliminate,
     fold_constants,
     fuse_attention,
@@ -18,6 +19,7 @@ from dist_rt.builder.passes import (
     fuse_silu,
     memory_plan,
     precision,
+    shape_simplify,
 )
 from dist_rt.errors import BuildError
 from dist_rt.network import Network
@@ -65,6 +67,7 @@ class Builder:
         net.validate()
         self._check_profiles(net)
         plan_hash = str(net.metadata.get("plan_hash") or network_hash(net))
+        net.metadata["source_weights"] = sorted(t.name for t in net.constants)  # for refit
         state = BuildState(cfg, {k: tuple(int(d) for d in v)
                                  for k, v in (input_shapes or {}).items()})
         level = cfg.optimization_level
@@ -84,6 +87,8 @@ class Builder:
         step("infer", lambda n, s: f"{len(n.infer_shapes())} values known")  # dtypes/shapes
         step("fold_constants", fold_constants.run, level >= 1)   # known values -> constants
         step("eliminate", eliminate.run, level >= 1)             # Identity/no-op/dead layers
+        step("cse", cse.run, level >= 1)                         # duplicate layers -> one
+        step("shape_simplify", shape_simplify.run, level >= 1)   # Shape chains -> 0/-1 targets
         step("fuse_attention", fuse_attention.run, level >= 2)   # SDPA pattern -> Attention
         step("fuse_rmsnorm", fuse_rmsnorm.run, level >= 2)       # x*rsqrt(mean(x^2)+e)*w -> 1
         step("fuse_silu", fuse_silu.run, level >= 2)             # x*sigmoid(x)(*up) -> SiluMul

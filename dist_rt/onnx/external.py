@@ -36,7 +36,7 @@ def initializer_weights(tensor: TensorProto, base_dir: str) -> Weights:
     if tensor.data_location != TensorProto.EXTERNAL:
         try:
             return Weights(numpy_helper.to_array(tensor))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:  # KeyError: unknown data_type
             raise ParseError(f"initializer '{tensor.name}' cannot be decoded: {exc}") from None
     entries = {e.key: e.value for e in tensor.external_data}
     location = entries.get("location")

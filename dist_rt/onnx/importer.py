@@ -118,6 +118,17 @@ def _decode(data: bytes, where: str) -> ModelProto:
     if not model.HasField("graph") or not model.opset_import:
         raise ParseError(f"{where} is not a valid ONNX model: it has no graph or no "
                          f"opset_import")
+    # Damaged strings (invalid UTF-8) come back from protobuf as bytes, not str.
+    g = model.graph
+    for node in g.node:
+        for text in [node.name, node.op_type, node.domain, *node.input, *node.output]:
+            if not isinstance(text, str):
+                raise ParseError(f"{where} is not a valid ONNX model: node name, op type or "
+                                 f"tensor name {text[:40]!r} is not valid UTF-8")
+    for text in [v.name for v in [*g.input, *g.output, *g.initializer]]:
+        if not isinstance(text, str):
+            raise ParseError(f"{where} is not a valid ONNX model: tensor name {text[:40]!r} "
+                             f"is not valid UTF-8")
     return model
 
 
@@ -253,7 +264,7 @@ def _upgrade_opset(model: ModelProto) -> ModelProto:
     try:
         return onnx.version_converter.convert_version(model, MIN_OPSET)
     except (RuntimeError, ValueError, onnx.checker.ValidationError,
-            onnx.shape_inference.InferenceError):
+            onnx.shape_inference.InferenceError, onnx.version_converter.ConvertError):
         # Each op handles its own older versions; importing unconverted is the fallback.
         return model
 

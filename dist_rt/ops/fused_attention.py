@@ -78,12 +78,14 @@ class FusedAttention(Op):
                              f"v (B, Hkv, Skv, Dv) with Hq = Hkv * {g or 'G'}")
         if mask is not None and mask.shape is not None:
             full = (qs[0], qs[1], qs[2], ks[2])
-            if len(mask.shape) > 4 or broadcast_shapes(layer, full, mask.shape) is None:
-                raise ShapeError(f"layer '{layer.name}' (Attention): mask {mask.shape} does "
-                                 f"not broadcast to (B, Hq, S, Skv) {full}")
-            out = broadcast_shapes(layer, full, mask.shape)
-            if any(isinstance(a, int) and isinstance(b, int) and a != b
-                   for a, b in zip(out, full, strict=True)):
+            try:
+                out = broadcast_shapes(layer, full, mask.shape)
+            except ShapeError:
+                out = None
+            # the mask must broadcast *to* the score shape, never enlarge it
+            if len(mask.shape) > 4 or out is None or any(
+                    isinstance(a, int) and isinstance(b, int) and a != b
+                    for a, b in zip(out, full, strict=True)):
                 raise ShapeError(f"layer '{layer.name}' (Attention): mask {mask.shape} does "
                                  f"not broadcast to (B, Hq, S, Skv) {full}")
         return [TensorDesc(q.dtype, (qs[0], qs[1], qs[2], vs[3]))]

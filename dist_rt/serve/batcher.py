@@ -20,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -31,7 +30,7 @@ class QueueFullError(DistRtError):
     """The request queue holds ``max_queue`` requests already (HTTP 503)."""
 
 
-@dataclass
+@dataclass(eq=False)  # identity: jobs are removed from the queue by identity
 class Job:
     """One request waiting for the engine.
 
@@ -173,7 +172,3 @@ def fail_all(jobs: Sequence[Job], message: str) -> None:
     for job in jobs:
         job.done(None, message)
 
-
-def describe(jobs: Sequence[Job]) -> dict[str, Any]:
-    """Rows and request count of a batch (for metrics and logs)."""
-    return {"requests": len(jobs), "rows": sum(j.rows for j in jobs)}

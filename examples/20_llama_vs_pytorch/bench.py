@@ -122,6 +122,16 @@ def main() -> int:
               f"{engine.weight_bytes / bw * 1e3:.3f} ms ({streamed / bw * 1e3:.3f} ms without "
               f"the embedding table)")
 
+        m, k, n = 16384, 2048, 5632
+        a2 = cupy.random.standard_normal((m, k), dtype=cupy.float32).astype(cupy.float16)
+        b2 = cupy.random.standard_normal((k, n), dtype=cupy.float32).astype(cupy.float16)
+        ms = median_ms(lambda: cupy.matmul(a2, b2), args.iters, 3, cupy.cuda.Event,
+                       cupy.cuda.Device().synchronize)
+        ms3 = median_ms(lambda: cupy.matmul(a2.reshape(8, m // 8, k), b2), args.iters, 3,
+                        cupy.cuda.Event, cupy.cuda.Device().synchronize)
+        print(f"cupy fp16 matmul {m}x{k}x{n}: {2 * m * k * n / ms / 1e9:.0f} TFLOP/s 2-D, "
+              f"{2 * m * k * n / ms3 / 1e9:.0f} TFLOP/s as (8, {m // 8}, {k}) @ 2-D")
+
         rows = []
         for batch, seq in SHAPES:
             ids = sample_inputs(cfg, batch, seq, seed=batch * 7 + seq)["input_ids"]
@@ -163,6 +173,22 @@ def main() -> int:
                   f"compile {row['compile']:.3f} ms; max|logits diff| {diff:.4f} "
                   f"(max|logit| {scale:.2f}); graph pool {row['pool'] / 2**30:.2f} GiB",
                   flush=True)
+        runner = getattr(ctx, "_cuda_graph_runner", None)
+        for entry in (runner.graphs.values() if runner else ()):
+            if entry.fallback:
+                print(f"  CUDA graph fallback: {entry.fallback[:300]}")
+        for batch, seq in SHAPES[1:]:  # where the time goes (eager, synchronized per layer)
+            ids = cupy.asarray(sample_inputs(cfg, batch, seq)["input_ids"])
+            ctx.profiling, ctx.layer_times = True, {}
+            ctx.execute({"input_ids": ids}, copy_outputs=False)
+            ctx.profiling = False
+            by_op: dict[str, float] = {}
+            for lay in engine.network.layers:
+                by_op[lay.op_type] = by_op.get(lay.op_type, 0.0) + ctx.layer_times.get(lay.name,
+                                                                                       0.0)
+            top = sorted(by_op.items(), key=lambda kv: -kv[1])[:8]
+            print(f"  profile {batch}x{seq} (eager): " + ", ".join(f"{o} {t * 1e3:.1f} ms"
+                                                                    for o, t in top))
         ctx.close()
 
     print(f"\nmedian ms (CUDA events, {args.iters} iters; torch.compile mode=default, "

@@ -11,7 +11,7 @@ from dist_rt.network import Network
 from dist_rt.ops import RunContext
 
 RNG = np.random.default_rng(5)
-X = RNG.standard_normal((1, 2, 5, 7)).astype(np.float32)
+X = RNG.standard_normal((1, 2, 5, 10)).astype(np.float32)
 EMPTY = np.zeros(0, np.float32)
 
 
@@ -22,7 +22,9 @@ def _scales(*s):
 @pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
 @pytest.mark.parametrize("ctm", ["half_pixel", "align_corners", "asymmetric",
                                  "pytorch_half_pixel", "half_pixel_symmetric"])
-@pytest.mark.parametrize("scales", [(1, 1, 1.6, 0.6), (1, 1, 0.5, 2.0)])
+# in * scale is integral here: for fractional sizes the ONNX reference (our semantics) and
+# onnxruntime disagree on align_corners (float vs integer length_resized)
+@pytest.mark.parametrize("scales", [(1, 1, 1.6, 0.6), (1, 1, 0.4, 2.0)])
 def test_scales(mode, ctm, scales):
     attrs = {"mode": mode, "coordinate_transformation_mode": ctm}
     compare("Resize", {"x": X}, attrs, opset=19,

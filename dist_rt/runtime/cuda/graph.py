@@ -167,7 +167,10 @@ class CudaGraphRunner:
         for step, layer in enumerate(self.layers):
             if skip and all(t.name in self.fixed_names for t in layer.outputs):
                 continue
-            outs = self.run_layer(layer, self._inputs(layer, values, host), ctx._rt)
+            try:
+                outs = self.run_layer(layer, self._inputs(layer, values, host), ctx._rt)
+            except RuntimeError as exc:  # CuPy's capture errors name no layer
+                raise ExecutionError(f"layer '{layer.name}' ({layer.op_type}): {exc}") from exc
             if len(outs) < len(layer.outputs):
                 raise ExecutionError(f"layer '{layer.name}' ({layer.op_type}) returned "
                                      f"{len(outs)} outputs, expected {len(layer.outputs)}")

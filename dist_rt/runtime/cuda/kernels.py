@@ -14,6 +14,8 @@ Registry (domain, op type) -> wrapper:
 ``dist_rt::SiluMul``       ``silu_mul`` kernel (A and B of the same shape)
 ``dist_rt::Attention``     S <= 16 and D <= 128: ``attention_decode`` (flash-style);
                            else cuBLAS q k^T -> fused scale/causal softmax -> cuBLAS P v
+``MatMul``                 (..., K) @ (K, N) as one flattened 2-D cuBLAS GEMM
+``Gather``                 while capturing a graph: no host bounds check (see gather)
 =========================  =========================================================
 
 Attention's long-query path materializes the scores (B, Hq, S, Skv) in the input dtype:
@@ -171,11 +173,40 @@ def attention(layer, inputs, rt) -> list | None:
                  np.float32(scale), np.int32(causal)))
         return [y.transpose(0, 2, 1, 3)]
     # Long queries: (B, Hkv, G*S, D) @ (B, Hkv, D, Skv) on tensor cores, then softmax.
+    if _type_of(q.dtype) == TYPES["bfloat16"]:
+        q, k, v = (x.astype(np.float32) for x in (q, k, v))  # cuBLAS via CuPy lacks bf16
     qg = cupy.ascontiguousarray(q).reshape(b, hkv, g * s, d)
     scores = cupy.matmul(qg, k.swapaxes(-1, -2))
     softmax_rows(scores, scale=scale, causal=bool(causal), s_q=s, offset=skv - s, out=scores)
-    y = cupy.matmul(scores, v)
+    y = cupy.matmul(scores, v).astype(inputs[0].dtype, copy=False)
     return [y.reshape(b, hq, s, d)]
+
+
+def matmul(layer, inputs, rt) -> list | None:
+    """(..., M, K) @ (K, N) as one 2-D GEMM over the flattened rows (no batched GEMM)."""
+    a, b = inputs
+    if b.ndim != 2 or a.ndim < 3 or a.dtype != b.dtype or not a.flags.c_contiguous:
+        return None
+    if _type_of(a.dtype) not in (TYPES["float32"], TYPES["float16"]):
+        return None
+    y = cupy.matmul(a.reshape(-1, a.shape[-1]), b)
+    return [y.reshape(*a.shape[:-1], b.shape[1])]
+
+
+def gather(layer, inputs, rt) -> list | None:
+    """Gather without the host-side bounds check, used only while a graph is captured.
+
+    The generic op checks index bounds with a device-to-host copy, which a capture forbids;
+    the eager run of the same shapes, made right before capturing, has checked them.
+    Out-of-range indices fed to later replays wrap instead of raising.
+    """
+    data, idx = inputs
+    if not cupy.cuda.get_current_stream().is_capturing() or not isinstance(idx, cupy.ndarray):
+        return None
+    axis = int(layer.attr("axis", 0)) % data.ndim
+    n = data.shape[axis]
+    idx = idx.astype(np.int64, copy=False)
+    return [cupy.take(data, cupy.where(idx < 0, idx + n, idx), axis=axis)]
 
 
 #: (domain, op type) -> fused wrapper.
@@ -185,6 +216,8 @@ REGISTRY: dict[tuple[str, str], Callable[..., list | None]] = {
     ("dist_rt", "Silu"): silu,
     ("dist_rt", "SiluMul"): silu_mul,
     ("dist_rt", "Attention"): attention,
+    ("", "MatMul"): matmul,
+    ("", "Gather"): gather,
 }
 
 
