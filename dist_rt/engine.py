@@ -188,6 +188,8 @@ class Engine:
                                 for k, v in dict(header.get("metadata") or {}).items()}
             network.metadata.update(rank=file_rank, world_size=file_world)
             profiles = [Profile.from_json(p) for p in header.get("profiles") or []]
+            for key in ("tactics", "build_notes", "memory_plan"):  # dicts (or absent)
+                planfile._expect(header.get(key) or {}, dict, f"{where} {key}")
         except (DistRtError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PlanFileError(f"{where}: malformed metadata or profiles: {exc}") from None
         return cls(network, device=device, precision=precision,

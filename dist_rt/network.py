@@ -477,6 +477,10 @@ class Network:
         arrays = [None if d is None else d.value for d in descs]
         if any(a is not None and np.size(a) > _MAX_FOLD_ELEMENTS for a in arrays):
             return None
+        shape = layer.outputs[0].shape  # small inputs can make a huge output (ConstantOfShape)
+        if shape is not None and int(np.prod([d for d in shape if isinstance(d, int)],
+                                              dtype=object)) > _MAX_FOLD_ELEMENTS:
+            return None
         try:
             out = layer.op.run(layer, arrays, _op.RunContext())
         except DistRtError:

@@ -53,13 +53,18 @@ def load_hints(hints: Any) -> dict | str | None:
     return hints
 
 
-def strategy_cost(layer, s: Strategy, cm: CostModel, sizes: dict[str, int], n: int) -> float:
-    """Estimated time of ``layer`` under ``s`` on one rank."""
+def strategy_cost(layer, s: Strategy, cm: CostModel, sizes: dict[str, int], n: int,
+                  cache: dict[str, float] | None = None) -> float:
+    """Estimated time of ``layer`` under ``s`` on one rank (``cache``: tensor bytes by name)."""
+    cache = {} if cache is None else cache
     nbytes = 0.0
     for t, p in zip(list(layer.inputs) + list(layer.outputs), s.inputs + s.outputs,
                     strict=True):
         if t is not None:
-            nbytes += tensor_bytes(t, sizes) / (n if p.is_shard() else 1)
+            b = cache.get(t.name)
+            if b is None:
+                b = cache[t.name] = tensor_bytes(t, sizes)
+            nbytes += b / (n if p.is_shard() else 1)
     return cm.compute(layer_flops(layer, sizes) / s.split, nbytes)
 
 
@@ -244,9 +249,14 @@ def plan(network: Network, world_size: int, *, hints: Any = None,
     ctx = RuleContext(world_size, known, is_supported)
     options = {layer.name: strategies(layer, ctx) for layer in network.layers}
     _apply_hints(network, options, load_hints(hints))
-    costs = {lay.name: [strategy_cost(lay, s, cm, sizes, world_size)
-                        for s in options[lay.name]] for lay in network.layers}
+    cache: dict[str, float] = {}
+    costs = {}
+    for lay in network.layers:
+        # A layer with one option is a constant of the search: no need to cost it.
+        costs[lay.name] = [0.0] if len(options[lay.name]) == 1 else [
+            strategy_cost(lay, s, cm, sizes, world_size, cache) for s in options[lay.name]]
     problem = Problem(network, options, costs, world_size, cm, sizes, memory_limit)
+    problem._bytes = cache
     chosen = solve(problem)
     picked = {name: options[name][i] for name, i in chosen.items()}
     return ShardingPlan(network, world_size, picked, ctx, cm, sizes)

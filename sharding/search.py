@@ -28,7 +28,7 @@ tiny deterministic epsilon, so every rank computes the same plan.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -59,6 +59,14 @@ class Problem:
     cost_model: CostModel
     sizes: dict[str, int]
     memory_limit: float | None = None
+    _bytes: dict = field(default_factory=dict)
+
+    def nbytes(self, tensor) -> float:
+        """``tensor_bytes`` of ``tensor``, cached by name."""
+        b = self._bytes.get(tensor.name)
+        if b is None:
+            b = self._bytes[tensor.name] = tensor_bytes(tensor, self.sizes)
+        return b
 
 
 def weight_bytes(tensor, placement: Placement, n: int) -> float:
@@ -72,7 +80,7 @@ def reshard_cost(problem: Problem, tensor, src: Placement, dst: Placement) -> fl
     ops = reshard_ops(src, dst)
     if ops is None:
         return None
-    nbytes = tensor_bytes(tensor, problem.sizes)
+    nbytes = problem.nbytes(tensor)
     cm = problem.cost_model
     t = sum(cm.collective(op, nbytes, problem.world_size) for op in ops)
     if dst.is_shard():
@@ -225,10 +233,15 @@ def solve(problem: Problem, time_limit: float = 60.0) -> dict[str, int]:
     if lp.rows:
         mat = coo_matrix((vals, (ri, ci)), shape=(len(lp.rows), nvar)).tocsr()
         cons = [LinearConstraint(mat, np.asarray(lo), np.asarray(hi))]
-    # Scale to microseconds so HiGHS tolerances see costs of order one.
-    res = milp(np.asarray(lp.cost) * 1e6, constraints=cons, integrality=np.asarray(lp.integer),
-               bounds=Bounds(0.0, 1.0),
-               options={"time_limit": time_limit, "disp": False, "mip_rel_gap": 1e-4})
+    # Scale to microseconds so HiGHS tolerances see costs of order one. The LP relaxation
+    # is usually integral on the choice variables (see the module docstring): try it first
+    # and run branch and bound only when it is not.
+    cost = np.asarray(lp.cost) * 1e6
+    integer = np.asarray(lp.integer)
+    res = _relaxation(cost, cons, integer, time_limit)
+    if res is None:
+        res = milp(cost, constraints=cons, integrality=integer, bounds=Bounds(0.0, 1.0),
+                   options={"time_limit": time_limit, "disp": False, "mip_rel_gap": 1e-4})
     if res.x is None:
         limit = "" if problem.memory_limit is None else \
             f" within the memory limit of {problem.memory_limit:.0f} bytes per rank"
@@ -239,6 +252,27 @@ def solve(problem: Problem, time_limit: float = 60.0) -> dict[str, int]:
         vs = choice_vars[layer.name]
         chosen[layer.name] = 0 if vs == [None] else int(np.argmax([res.x[v] for v in vs]))
     return chosen
+
+
+def _relaxation(cost: np.ndarray, cons: list, integer: np.ndarray, time_limit: float):
+    """The LP relaxation's solution when it is integral on ``integer`` variables, else None."""
+    from scipy.optimize import linprog
+    from scipy.sparse import vstack
+
+    if not cons:
+        return None
+    a = cons[0]
+    mat, eq = a.A, a.lb == a.ub
+    up = ~eq & np.isfinite(a.ub)
+    lo = ~eq & np.isfinite(a.lb)
+    a_ub = vstack([mat[up], -mat[lo]]).tocsr()
+    b_ub = np.concatenate([a.ub[up], -a.lb[lo]])
+    res = linprog(cost, A_ub=a_ub, b_ub=b_ub, A_eq=mat[eq], b_eq=a.lb[eq], bounds=(0.0, 1.0),
+                  method="highs", options={"time_limit": time_limit})
+    if res.x is None:
+        return None
+    x = res.x[integer.astype(bool)]
+    return res if np.all(np.minimum(np.abs(x), np.abs(1.0 - x)) < 1e-6) else None
 
 
 def _source(problem: Problem, lp: _Lp, t, dems: list[dict], mem_row: dict[int, float]

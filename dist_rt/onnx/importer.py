@@ -129,6 +129,14 @@ def _decode(data: bytes, where: str) -> ModelProto:
         if not isinstance(text, str):
             raise ParseError(f"{where} is not a valid ONNX model: tensor name {text[:40]!r} "
                              f"is not valid UTF-8")
+    # onnx.shape_inference aborts the process (C++ assert) on negative dims: refuse them here.
+    for v in [*g.input, *g.output, *g.value_info]:
+        bad = [d.dim_value for d in v.type.tensor_type.shape.dim if d.dim_value < 0]
+        if bad:
+            raise ParseError(f"{where}: tensor '{v.name}' has a negative dim {bad[0]}")
+    for t in g.initializer:
+        if any(d < 0 for d in t.dims):
+            raise ParseError(f"{where}: initializer '{t.name}' has negative dims {list(t.dims)}")
     return model
 
 

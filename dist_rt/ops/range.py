@@ -17,6 +17,10 @@ def _length(layer, start, limit, delta) -> int:
     return max(int(math.ceil((limit - start) / delta)), 0)
 
 
+#: Longest range whose value is computed at build time (a damaged limit must not OOM us).
+_MAX_VALUE_ELEMENTS = 1 << 20
+
+
 @register_op("Range", since_opset=11)
 class Range(Op):
     """Inputs: scalars ``start, limit, delta`` of one dtype; output length
@@ -31,6 +35,9 @@ class Range(Op):
         values = [None if d.value is None else to_numpy(d.value).reshape(-1)[0] for d in inputs]
         if all(v is not None for v in values):
             n = _length(layer, *(v.item() for v in values))
+            if n > _MAX_VALUE_ELEMENTS:  # a huge range is computed at run time, never here
+                set_sym(layer, [None])
+                return [TensorDesc(dtype, (n,))]
             value = (values[0] + np.arange(n, dtype=dtype) * values[2]).astype(dtype)
             set_sym(layer, [None])
             return [TensorDesc(dtype, (n,), value)]

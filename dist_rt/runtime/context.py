@@ -21,6 +21,7 @@ from dist_rt.errors import (
     DeviceError,
     ExecutionError,
     InputError,
+    PlanMismatchError,
     where,
 )
 from dist_rt.network import format_shape
@@ -89,11 +90,35 @@ class ExecutionContext:
     def set_communicator(self, comm: Any) -> None:
         """Attach the communicator DistCollective layers use.
 
+        Collective when ``comm.size > 1``: every rank must call it. The ranks exchange
+        (engine rank, world size, plan hash) first, so a mismatch on any rank raises on every
+        rank (nobody is left waiting in the first collective of ``execute``).
+
         Raises:
             CommunicatorMismatchError: ``comm.size``/``comm.rank`` differ from the engine's
-                world size/rank, or a device communicator is given to a CPU engine.
+                world size/rank (on any rank), or a device communicator is given to a CPU
+                engine.
+            PlanMismatchError: Ranks hold engines of different plans (names the ranks).
         """
         size, rank = getattr(comm, "size", None), getattr(comm, "rank", None)
+        gather = getattr(comm, "all_gather_object", None)
+        if isinstance(size, int) and size > 1 and gather is not None:
+            mine = (self._rank, self._world, str(self.engine.plan_hash))
+            peers = [tuple(p) for p in gather(list(mine))]
+            wrong = [r for r, (er, ew, _) in enumerate(peers) if (er, ew) != (r, size)]
+            if wrong:
+                got = ", ".join(f"rank {r} holds engine rank {peers[r][0]} of {peers[r][1]}"
+                                for r in wrong)
+                raise CommunicatorMismatchError(
+                    f"{self._prefix()}communicator of {size} ranks does not fit the engines: "
+                    f"{got} (load each rank's own plan file, or launch as many ranks as the "
+                    f"engines were built for)")
+            differ = [r for r, p in enumerate(peers) if p[2] != peers[0][2]]
+            if differ:
+                raise PlanMismatchError(
+                    f"{self._prefix()}rank(s) {differ} hold engines of another plan than rank "
+                    f"0 (plan hash {', '.join(p[2][:12] for p in peers)}); rebuild or reload "
+                    f"every rank's engine from the same build")
         if size != self._world or rank != self._rank:
             raise CommunicatorMismatchError(
                 f"{self._prefix()}communicator is rank {rank} of {size}, the engine is rank "

@@ -315,7 +315,7 @@ def mutate_onnx(base: int, mutations: list[tuple[str, int]]) -> bytes:
                 continue
             try:
                 PROTO_MUTATIONS[kind](model, r)
-            except (ValueError, TypeError, IndexError):
+            except (ValueError, TypeError, IndexError, OverflowError, KeyError):
                 continue  # the mutation itself cannot apply to an already damaged proto
             data = model.SerializeToString()
         else:
@@ -402,9 +402,11 @@ def check_onnx(data: bytes, case: Any = None, compare: bool = True) -> str:
         if ref is not None and len(ref) == len(out):
             for (name, got), want in zip(out.items(), ref, strict=True):
                 want = np.asarray(want)
-                if got.shape != want.shape or (
-                        got.dtype.kind == "f" and not np.allclose(got, want, rtol=1e-3,
-                                                                  atol=1e-4, equal_nan=True)):
+                # inf/nan weights (init_values) make inf - inf order-dependent: compare
+                # the positions both sides computed as finite.
+                both = np.isfinite(got) & np.isfinite(want) if got.dtype.kind == "f" else None
+                if got.shape != want.shape or (both is not None and not np.allclose(
+                        got[both], want[both], rtol=1e-3, atol=1e-4)):
                     raise Bug(f"{case}: output '{name}' differs from onnxruntime: shape "
                               f"{got.shape} vs {want.shape}, max err "
                               f"{_maxerr(got, want)}")

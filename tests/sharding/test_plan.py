@@ -2,6 +2,7 @@
 
 import os
 import sys
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -39,12 +40,18 @@ class TestDimMap:
         assert dim_map(("b", 2, 3, "s", 16), ("b", 6, "s", 16)) == {0: 0, 1: 1, 3: 2, 4: 3}
 
 
+#: The hand-built transformer's tables are small: cheaper collectives make its vocab-parallel
+#: embedding pay (the zoo Llama below uses TEST_COST).
+HAND_COST = sharding.CostModel(alpha=1e-6, link_bandwidth=1e9, peak_flops=1e9,
+                               memory_bandwidth=1e9, name="hand")
+
+
 class TestMegatron:
     @pytest.mark.parametrize("n", [2, 4])
     def test_two_all_reduces_per_layer(self, n):
         layers = 3
         net = transformer(layers=layers)
-        plan = sharding.plan(net, n, cost_model=TEST_COST)
+        plan = sharding.plan(net, n, cost_model=HAND_COST)
         counts = plan.collective_counts()
         assert counts.get("all_reduce", 0) == 2 * layers, plan.summary()
         # embedding + head only: at most 2 other collectives
@@ -57,7 +64,7 @@ class TestMegatron:
         plan = sharding.plan(net, 4, cost_model=TEST_COST)
         for layer in net.layers:
             if layer.op_type == "Reshape" and len(layer.outputs[0].shape) == 4:
-                assert plan.strategies[layer.name].is_replicated
+                assert not plan.strategies[layer.name].outputs[0].is_shard()
 
     def test_plan_hash_deterministic(self):
         a = sharding.plan(transformer(), 2, cost_model=TEST_COST)
@@ -112,3 +119,129 @@ def test_explain_table_and_svg(tmp_path):
     text = sharding.explain(plan, str(svg))
     assert "all_reduce" in text and "per-rank weight memory" in text
     assert svg.read_text().startswith("<svg") and "#ffb3b3" in svg.read_text()
+
+
+def _llama(**over):
+    from dist_rt import parse_onnx
+    from dist_rt.models import LlamaConfig, make_llama
+
+    cfg = dict(vocab=128, hidden=64, heads=8, kv_heads=4, mlp=128, layers=2, max_seq=32)
+    cfg.update(over)
+    return parse_onnx(make_llama(LlamaConfig(**cfg)))
+
+
+def _collectives_by_layer(plan, op):
+    """Counts of ``op`` DistCollectives per decoder layer index, and outside the layers."""
+    import re
+
+    per, other = Counter(), 0
+    for lay in plan.partition(0).layers:
+        if lay.op_type != "DistCollective" or lay.attr("collective_operation") != op:
+            continue
+        m = re.search(r"layers\.(\d+)/", lay.name)
+        if m:
+            per[int(m.group(1))] += 1
+        else:
+            other += 1
+    return per, other
+
+
+class TestLlamaZoo:
+    @pytest.mark.parametrize("n", [2, 4])
+    def test_megatron_plan(self, n):
+        net = _llama()
+        plan = sharding.plan(net, n, cost_model=TEST_COST)
+        per, other = _collectives_by_layer(plan, "all_reduce")
+        assert dict(per) == {0: 2, 1: 2}, plan.summary()
+        counts = plan.collective_counts()
+        assert sum(counts.values()) - 4 <= 2, plan.summary()  # embedding + head
+        norms = sum(t.weights.nbytes for t in net.constants if "norm" in t.name)
+        assert plan.weight_bytes_per_rank() <= 1.05 * net.weight_bytes() / n + norms
+        for layer in net.layers:
+            if layer.name.endswith(("q_proj/MatMul", "k_proj/MatMul", "gate_proj/MatMul")):
+                assert plan.strategies[layer.name].name == "column", layer.name
+            if layer.name.endswith(("o_proj/MatMul", "down_proj/MatMul")):
+                assert plan.strategies[layer.name].name == "row", layer.name
+
+    @pytest.mark.parametrize("device,sharded", [("cpu", True), ("cuda", False)])
+    def test_default_model_device_cost(self, device, sharded):
+        """The CLI's default model shards on CPU ranks, stays replicated on NVLink GPUs."""
+        from dist_rt import parse_onnx
+        from dist_rt.models import default_model
+
+        plan = sharding.plan(parse_onnx(default_model()), 4, device=device,
+                             input_shapes={"input_ids": (1, 16)})
+        per, _ = _collectives_by_layer(plan, "all_reduce")
+        assert dict(per) == ({0: 2, 1: 2} if sharded else {}), plan.summary()
+
+    def test_32_layers_plan_time(self):
+        import time
+
+        net = _llama(layers=32)
+        t0 = time.perf_counter()
+        plan = sharding.plan(net, 4, cost_model=TEST_COST)
+        dt = time.perf_counter() - t0
+        print(f"32-layer Llama ({len(net.layers)} layers), N=4: planned in {dt:.1f} s")
+        per, _ = _collectives_by_layer(plan, "all_reduce")
+        assert len(per) == 32 and set(per.values()) == {2}
+        assert dt < 30
+
+    def test_uneven_heads_replicate_attention(self):
+        net = _llama(hidden=48, heads=6, kv_heads=3, mlp=100, vocab=130, layers=1)
+        plan = sharding.plan(net, 4, cost_model=TEST_COST)
+        assert plan.strategies["/model/layers.0/self_attn/q_proj/MatMul"].is_replicated
+        assert plan.strategies["/model/layers.0/mlp/down_proj/MatMul"].name == "row"
+
+
+def test_moe_expert_parallel():
+    from dist_rt import parse_onnx
+    from dist_rt.models import MoEConfig, make_moe
+
+    net = parse_onnx(make_moe(MoEConfig()))
+    plan = sharding.plan(net, 2, cost_model=TEST_COST)
+    stacked = [t for t in net.constants if t.shape is not None and len(t.shape) == 3]
+    assert stacked and all(plan.placements[t.name] == (Shard(0),) for t in stacked)
+
+
+def test_export_round_trip():
+    """export_onnx(partition(r)) -> parse_onnx runs to the same outputs (2 ranks, threads)."""
+    from nets import run_network
+    from simulate import run_ranks
+
+    import dist_rt
+    from dist_rt.models import llama_inputs
+
+    net = _llama(layers=1)
+    feeds = llama_inputs(None, 2, 5)
+    feeds["input_ids"] %= 128
+    ref = run_network(_llama(layers=1), feeds)
+    plan = sharding.plan(net, 2, cost_model=TEST_COST)
+
+    def via_onnx(local, f, rt):
+        return run_network(dist_rt.parse_onnx(dist_rt.export_onnx(local)), f, rt)
+
+    for out in run_ranks(plan, feeds, via_onnx):
+        assert max(float(np.max(np.abs(out[k] - ref[k]))) for k in ref) <= 1e-4
+
+
+def test_explain_cli(tmp_path):
+    import subprocess
+
+    import onnx
+
+    from dist_rt.models import LlamaConfig, make_llama
+
+    model = tmp_path / "llama.onnx"
+    onnx.save(make_llama(LlamaConfig()), str(model))
+    svg = tmp_path / "plan.svg"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root)
+    proc = subprocess.run([sys.executable, "-m", "sharding.explain", str(model), "-n", "4",
+                           "--svg", str(svg), "--device", "cpu", "--shapes", "input_ids:1x16"],
+                          capture_output=True, text=True, env=env, cwd=root, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "all_reduce x4" in proc.stdout and "o_proj/MatMul" in proc.stdout
+    assert svg.read_text().startswith("<svg")
+    bad = subprocess.run([sys.executable, "-m", "sharding.explain", str(tmp_path / "no.onnx")],
+                         capture_output=True, text=True, env=env, cwd=root, timeout=60)
+    assert bad.returncode == 1 and "sharding.explain: error:" in bad.stderr
