@@ -53,6 +53,9 @@ def create_communicator(backend: str = "auto", info: RankInfo | None = None) -> 
             raise LaunchError(f"MPI says rank {comm.rank}/{comm.size} but the {info.source} "
                               f"launcher variables say {info.rank}/{info.world_size}")
         return comm
-    from collectives.nccl import NcclCommunicator  # noqa: PLC0415 - cupy only for NCCL
-
+    try:
+        from collectives.nccl import NcclCommunicator  # noqa: PLC0415 - cupy only for NCCL
+    except ImportError as exc:
+        raise LaunchError(f"rank {info.rank}/{info.world_size}: the NCCL backend needs CuPy "
+                          f"with NCCL ({exc}); pip install cupy-cuda12x") from None
     return NcclCommunicator(info=info)

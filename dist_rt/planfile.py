@@ -63,6 +63,8 @@ def encode_value(value: Any, where: str) -> Any:
         PlanFileError: The value has a type the plan file cannot store (names ``where``).
     """
     if isinstance(value, np.ndarray):
+        if value.dtype.kind == "O":
+            raise PlanFileError(f"{where}: string arrays cannot be stored in a plan file")
         try:
             name = dtypes.name_of(value.dtype)
         except DistRtError:
@@ -284,6 +286,9 @@ def write(path: str | os.PathLike, header: dict[str, Any], constants: list[Tenso
     """
     table, offset = [], 0
     for t in constants:
+        if t.weights.dtype.kind == "O":
+            raise PlanFileError(f"{path}: constant '{t.name}' holds strings; plan files store "
+                                f"only fixed-size numeric weights")
         offset = _align(offset)
         table.append({"name": t.name, "dtype": dtypes.name_of(t.weights.dtype),
                       "shape": list(t.weights.shape), "offset": offset,

@@ -118,7 +118,7 @@ def _load_network(model: str | None, log: _Log):
     return network, name
 
 
-def _partition(network, args, rank: int, world: int, shapes, log: _Log):
+def _partition(network, args, rank: int, world: int, shapes, log: _Log, device: str):
     try:
         import sharding  # noqa: PLC0415
         plan_fn = sharding.plan
@@ -126,8 +126,12 @@ def _partition(network, args, rank: int, world: int, shapes, log: _Log):
         raise ShardingError(f"multi-rank run needs sharding.plan: {exc}") from None
     hints = None if args.plan == "auto" else args.plan
     kwargs: dict[str, Any] = {"hints": hints}
-    if "input_shapes" in inspect.signature(plan_fn).parameters:
+    params = inspect.signature(plan_fn).parameters
+    if "input_shapes" in params:
         kwargs["input_shapes"] = shapes
+    if "device" in params:
+        # The cost model follows the device the engines will run on, not this machine's.
+        kwargs["device"] = device
     t0 = time.perf_counter()
     plan = plan_fn(network, world, **kwargs)
     log(f"plan   {world} ranks ({time.perf_counter() - t0:.2f} s)")
@@ -178,7 +182,7 @@ def _run(args: argparse.Namespace, holder: dict[str, Any]) -> int:
     if not args.load_engine:
         local = network
         if world > 1:
-            local = _partition(network, args, rank, world, shapes, log)
+            local = _partition(network, args, rank, world, shapes, log, device)
         engine = _build(local, args, shapes, log, device=device)
         if args.save_engine:
             os.makedirs(args.save_engine, exist_ok=True)

@@ -104,6 +104,8 @@ def _load(src: Any, base_dir: str | None) -> tuple[ModelProto, str]:
     else:
         raise ParseError(f"parse_onnx expects a path, bytes or onnx.ModelProto, got "
                          f"{type(src).__name__}")
+    _check_fields(model, "the model" if isinstance(src, ModelProto) else
+                  f"{src!r}" if isinstance(src, (str, os.PathLike)) else "<bytes>")
     return model, base
 
 
@@ -118,6 +120,15 @@ def _decode(data: bytes, where: str) -> ModelProto:
     if not model.HasField("graph") or not model.opset_import:
         raise ParseError(f"{where} is not a valid ONNX model: it has no graph or no "
                          f"opset_import")
+    return model
+
+
+def _check_fields(model: ModelProto, where: str) -> None:
+    """Refuse what would crash later steps: non-UTF-8 names and negative dims.
+
+    Raises:
+        ParseError: Names the tensor or node.
+    """
     # Damaged strings (invalid UTF-8) come back from protobuf as bytes, not str.
     g = model.graph
     for node in g.node:
@@ -137,7 +148,6 @@ def _decode(data: bytes, where: str) -> ModelProto:
     for t in g.initializer:
         if any(d < 0 for d in t.dims):
             raise ParseError(f"{where}: initializer '{t.name}' has negative dims {list(t.dims)}")
-    return model
 
 
 def _subgraph_inputs(node: NodeProto) -> list[str]:

@@ -1,4 +1,4 @@
-"""Shared conversion of Cast and CastLike: ONNX type codes beyond dist_rt.dtypes, and the
+"""Shared conversion of Cast and CastLike: the ONNX target type (via dist_rt.dtypes) and the
 float8 saturation rules."""
 
 from __future__ import annotations
@@ -7,22 +7,9 @@ from typing import Any
 
 import ml_dtypes
 import numpy as np
-from onnx import TensorProto
 
 from dist_rt import dtypes
 from dist_rt.errors import ModelError, ShapeError
-
-# ONNX types dist_rt.dtypes leaves out but ml_dtypes can hold (Cast may target them).
-_EXTRA = {
-    TensorProto.FLOAT8E4M3FNUZ: np.dtype(ml_dtypes.float8_e4m3fnuz),
-    TensorProto.FLOAT8E5M2FNUZ: np.dtype(ml_dtypes.float8_e5m2fnuz),
-    TensorProto.UINT4: np.dtype(ml_dtypes.uint4),
-    TensorProto.INT4: np.dtype(ml_dtypes.int4),
-    TensorProto.FLOAT4E2M1: np.dtype(ml_dtypes.float4_e2m1fn),
-    TensorProto.UINT2: np.dtype(ml_dtypes.uint2),
-    TensorProto.INT2: np.dtype(ml_dtypes.int2),
-    TensorProto.FLOAT8E8M0: np.dtype(ml_dtypes.float8_e8m0fnu),
-}
 
 
 def target_dtype(layer: Any, code: Any) -> np.dtype:
@@ -33,8 +20,6 @@ def target_dtype(layer: Any, code: Any) -> np.dtype:
     """
     if code is None:
         raise ShapeError(f"layer '{layer.name}' ({layer.op_type}): attribute 'to' is missing")
-    if code in _EXTRA:
-        return _EXTRA[code]
     try:
         return dtypes.from_onnx(int(code))
     except ModelError as exc:

@@ -76,7 +76,7 @@ def setup_rank(args: argparse.Namespace, holder: dict[str, Any],
         shapes = serving_shapes(bindings, args.max_batch)
         local = network
         if world > 1:
-            local = _cli.partition_network(network, args, rank, world, shapes, log)
+            local = _cli.partition_network(network, args, rank, world, shapes, log, device)
         engine = _cli.build_engine(local, args, shapes, log, device=device)
     hashes = comm.all_gather_object(engine.plan_hash)
     if len(set(hashes)) != 1:
