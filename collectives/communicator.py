@@ -31,14 +31,38 @@ rank and op in every error (STYLE.md rule 2).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
-from dist_rt.errors import CommunicatorError
+from dist_rt.errors import CommunicatorError, LaunchError
 
 REDUCE_OPS = ("sum", "prod", "max", "min", "avg")
 COLLECTIVES = ("all_reduce", "all_gather", "broadcast", "reduce", "reduce_scatter",
                "all_to_all", "gather", "scatter")
+
+
+def watchdog_timeout(rank: int, timeout: float | None, default: float) -> float:
+    """Seconds a collective may run before the watchdog fails the job (0 = no watchdog).
+
+    Args:
+        rank: This rank (for the error message).
+        timeout: The communicator's ``timeout`` argument; None reads the environment.
+        default: Used when ``DIST_RT_COLLECTIVE_TIMEOUT`` is unset or empty.
+
+    Raises:
+        LaunchError: ``DIST_RT_COLLECTIVE_TIMEOUT`` is not a number.
+    """
+    if timeout is not None:
+        return timeout
+    raw = os.environ.get("DIST_RT_COLLECTIVE_TIMEOUT", "")
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise LaunchError(f"rank {rank}: DIST_RT_COLLECTIVE_TIMEOUT={raw!r} is not a number of "
+                          f"seconds") from None
 
 
 class Communicator:

@@ -29,7 +29,6 @@ latency to every small collective, while the watchdog thread costs nothing until
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -40,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from collectives import _layout as lay
-from collectives.communicator import Communicator
+from collectives.communicator import Communicator, watchdog_timeout
 from dist_rt.errors import CommunicatorError, LaunchError
 
 _WIDEN = {"float16", "bfloat16"}
@@ -103,13 +102,7 @@ class MpiCommunicator(Communicator):
         self._comm = comm.Dup() if comm is not None else mpi.COMM_WORLD.Dup()
         self.rank, self.size = self._comm.Get_rank(), self._comm.Get_size()
         self._groups: dict[tuple[int, ...], Any] = {}
-        if timeout is None:
-            raw = os.environ.get("DIST_RT_COLLECTIVE_TIMEOUT", "") or "0"
-            try:
-                timeout = float(raw)
-            except ValueError:
-                raise LaunchError(f"rank {self.rank}: DIST_RT_COLLECTIVE_TIMEOUT={raw!r} is not "
-                                  f"a number of seconds") from None
+        timeout = watchdog_timeout(self.rank, timeout, 0.0)
         self._watchdog = _Watchdog(self, timeout) if timeout > 0 else None
         self._closed = False
 

@@ -35,7 +35,6 @@ watched.
 from __future__ import annotations
 
 import collections
-import os
 import sys
 import threading
 import time
@@ -45,7 +44,7 @@ import cupy as cp
 from cupy.cuda import nccl
 
 from collectives import _layout as lay
-from collectives.communicator import Communicator
+from collectives.communicator import Communicator, watchdog_timeout
 from dist_rt.errors import CommunicatorError, LaunchError
 from launch.bootstrap import bind_device, side_channel
 from launch.discover import RankInfo, discover
@@ -138,13 +137,7 @@ class NcclCommunicator(Communicator):
         self._comms: dict[tuple[int, ...], Any] = {}
         self._closed = False
         self._comm_for(list(range(self.size)))
-        if timeout is None:
-            raw = os.environ.get("DIST_RT_COLLECTIVE_TIMEOUT", "") or "300"
-            try:
-                timeout = float(raw)
-            except ValueError:
-                raise LaunchError(f"rank {self.rank}: DIST_RT_COLLECTIVE_TIMEOUT={raw!r} is not "
-                                  f"a number of seconds") from None
+        timeout = watchdog_timeout(self.rank, timeout, 300.0)
         self._watch = _Watchdog(self, timeout) if timeout > 0 else None
         self._one = cp.zeros(1, cp.float32)
 

@@ -80,7 +80,7 @@ class DistRtBackendRep(BackendRep):
                 results = ctx.execute(feeds)
         else:
             results = _interpret(self.network, feeds)
-        values = [np.asarray(results[name]) for name in self.output_names]
+        values = [_as_output(results[name]) for name in self.output_names]
         return namedtupledict("Outputs", self.output_names)(*values)
 
     def _feeds(self, inputs: Any) -> dict[str, np.ndarray]:
@@ -95,7 +95,16 @@ class DistRtBackendRep(BackendRep):
         return {name: _as_array(v) for name, v in zip(self.input_names, inputs, strict=False)}
 
 
-def _as_array(value: Any) -> np.ndarray:
+def _as_output(value: Any) -> Any:
+    """Host NumPy; sequences stay lists of arrays, an empty optional stays None."""
+    if value is None or isinstance(value, (list, tuple)):
+        return None if value is None else [_as_output(v) for v in value]
+    return np.asarray(value)
+
+
+def _as_array(value: Any) -> Any:
+    if value is None or isinstance(value, (list, tuple)):  # an optional, a sequence
+        return None if value is None else [_as_array(v) for v in value]
     if isinstance(value, onnx.TensorProto):
         return onnx.numpy_helper.to_array(value)
     return np.asarray(value)

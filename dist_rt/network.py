@@ -50,9 +50,11 @@ class Tensor:
         shape: Dims (int, symbolic str or None), or None when the rank is unknown.
         weights: The data of a constant tensor, else None.
         producer: The layer that computes it (None for inputs and constants).
+        kind: ``"tensor"``, ``"sequence"`` (run-time value: a list of arrays; ``dtype`` is
+            the element dtype) or ``"optional"`` (run-time value: None or the element).
     """
 
-    __slots__ = ("name", "dtype", "shape", "weights", "producer")
+    __slots__ = ("name", "dtype", "shape", "weights", "producer", "kind")
 
     def __init__(self, name: str, dtype: Any = None, shape: Shape = None,
                  weights: Weights | None = None):
@@ -61,6 +63,7 @@ class Tensor:
         self.shape = None if shape is None else tuple(shape)
         self.weights = weights
         self.producer: Layer | None = None
+        self.kind = "tensor"
 
     @property
     def is_constant(self) -> bool:
@@ -77,7 +80,7 @@ class Tensor:
         value = None
         if self.weights is not None and self.weights.size <= _MAX_FOLD_ELEMENTS:
             value = self.weights.numpy()
-        return TensorDesc(self.dtype, self.shape, value)
+        return TensorDesc(self.dtype, self.shape, value, self.kind)
 
     def __repr__(self) -> str:
         dt = "?" if self.dtype is None else dtypes.name_of(self.dtype)
@@ -457,14 +460,16 @@ class Network:
         if len(outs) < len(layer.outputs):
             outs = list(outs) + [TensorDesc(None, None)] * (len(layer.outputs) - len(outs))
         for tensor, desc in zip(layer.outputs, outs, strict=False):
+            tensor.kind = desc.kind
             if desc.dtype is not None:
                 tensor.dtype = np.dtype(desc.dtype)
             if desc.shape is not None:
                 tensor.shape = tuple(desc.shape)
-            if known is not None:
+            if known is not None and desc.kind == "tensor":
                 value = desc.value
                 if value is None and op.deterministic and all(
-                        d is None or d.value is not None for d in descs) and descs:
+                        d is None or (d.value is not None and d.kind == "tensor")
+                        for d in descs) and descs:
                     value = self._try_fold(layer, descs)
                 if value is not None:
                     known[tensor.name] = value
@@ -491,7 +496,7 @@ class Network:
     def _desc(self, tensor: Tensor, known: dict[str, np.ndarray] | None) -> TensorDesc:
         desc = tensor.desc()
         if known is not None and desc.value is None and tensor.name in known:
-            return TensorDesc(desc.dtype, desc.shape, known[tensor.name])
+            return TensorDesc(desc.dtype, desc.shape, known[tensor.name], desc.kind)
         return desc
 
     def infer_shapes(self) -> dict[str, np.ndarray]:

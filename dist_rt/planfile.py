@@ -62,9 +62,15 @@ def encode_value(value: Any, where: str) -> Any:
     Raises:
         PlanFileError: The value has a type the plan file cannot store (names ``where``).
     """
+    if isinstance(value, Network):  # a subgraph (If/Loop/Scan body): nested JSON
+        return {"__network__": _describe_nested(value, where)}
+    if isinstance(value, np.ndarray) and value.dtype.kind == "O":  # ONNX strings
+        if not all(isinstance(v, str) for v in value.flat):
+            raise PlanFileError(f"{where}: object arrays other than strings cannot be stored "
+                                f"in a plan file")
+        return {"__ndarray__": {"dtype": "string", "shape": list(value.shape),
+                                "strings": list(value.flat)}}
     if isinstance(value, np.ndarray):
-        if value.dtype.kind == "O":
-            raise PlanFileError(f"{where}: string arrays cannot be stored in a plan file")
         try:
             name = dtypes.name_of(value.dtype)
         except DistRtError:
@@ -102,9 +108,20 @@ def decode_value(obj: Any, where: str) -> Any:
                                                                where).items()}
     if "__bytes__" in obj:
         return _b64(obj["__bytes__"], where)
+    if "__network__" in obj:
+        return _nested_from_json(_expect(obj["__network__"], dict, where), where)
     rec = _expect(obj.get("__ndarray__"), dict, where)
     dtype = parse_dtype(rec.get("dtype"), where)
     shape = parse_shape(rec.get("shape"), where)
+    if dtype == object:
+        strings = _expect(rec.get("strings"), list, where)
+        if len(strings) != int(np.prod(shape, dtype=np.int64)) or not all(
+                isinstance(v, str) for v in strings):
+            raise PlanFileError(f"{where}: a string array of shape {tuple(shape)} needs as "
+                                f"many strings, got {len(strings)} values")
+        out = np.empty(len(strings), dtype=object)
+        out[:] = strings
+        return out.reshape(shape)
     data = _b64(rec.get("base64"), where)
     want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) != want:
@@ -166,6 +183,30 @@ def _meta(meta: dict, where: str) -> dict:
 
 # -- network <-> header ----------------------------------------------------------------------
 
+def _describe_nested(sub: Network, where: str) -> dict[str, Any]:
+    """A subgraph as JSON: its description, its constants inline, its outer-input names."""
+    desc, constants = describe_network(sub)
+    desc["constants"] = {t.name: encode_value(t.weights.numpy(), f"{where} constant "
+                                              f"'{t.name}'") for t in constants}
+    desc["outer_inputs"] = [str(n) for n in sub.metadata.get("outer_inputs", [])]
+    return desc
+
+
+def _nested_from_json(desc: dict[str, Any], where: str) -> Network:
+    """Inverse of :func:`_describe_nested` (every array bound-checked by decode_value)."""
+    weights = {str(k): Weights(decode_value(v, f"{where} constant '{k}'")) for k, v in
+               _expect(desc.get("constants", {}), dict, f"{where} constants").items()}
+    outer = _expect(desc.get("outer_inputs", []), list, f"{where} outer_inputs")
+    sub = network_from_header(desc, weights)
+    names = {t.name for t in sub.inputs}
+    for name in outer:
+        if not isinstance(name, str) or name not in names:
+            raise PlanFileError(f"{where}: outer input {name!r} is not an input of the "
+                                f"subgraph")
+    sub.metadata["outer_inputs"] = list(outer)
+    return sub
+
+
 def describe_network(network: Network) -> tuple[dict[str, Any], list[Tensor]]:
     """The JSON description of a network and its constant tensors (in payload order).
 
@@ -178,9 +219,12 @@ def describe_network(network: Network) -> tuple[dict[str, Any], list[Tensor]]:
 
     def tensor(t: Tensor) -> dict[str, Any]:
         kind = "input" if t.name in inputs else "constant" if t.is_constant else "activation"
-        return {"name": t.name, "kind": kind,
-                "dtype": None if t.dtype is None else dtypes.name_of(t.dtype),
-                "shape": None if t.shape is None else list(t.shape)}
+        rec = {"name": t.name, "kind": kind,
+               "dtype": None if t.dtype is None else dtypes.name_of(t.dtype),
+               "shape": None if t.shape is None else list(t.shape)}
+        if t.kind != "tensor":
+            rec["value_kind"] = t.kind
+        return rec
 
     layers = [{"name": lay.name, "op_type": lay.op_type, "domain": lay.domain,
                "opset": lay.opset, "nb_ranks": lay.nb_ranks,
@@ -231,6 +275,10 @@ def network_from_header(header: dict[str, Any], weights: dict[str, Weights]) -> 
         if rec.get("kind") == "constant" and name not in weights:
             raise PlanFileError(f"{where} is a constant but has no entry in the weights table")
         net.tensors[name] = Tensor(name, dtype, shape, weights.get(name))
+        kind = rec.get("value_kind", "tensor")
+        if kind not in ("tensor", "sequence", "optional"):
+            raise PlanFileError(f"{where}: unknown value kind {kind!r}")
+        net.tensors[name].kind = kind
 
     def get(name: Any, where: str) -> Tensor:
         if name not in net.tensors:

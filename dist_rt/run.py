@@ -199,7 +199,7 @@ def _run(args: argparse.Namespace, holder: dict[str, Any]) -> int:
 
     with engine.create_execution_context() as ctx:
         ctx.set_communicator(comm)
-        ctx.cuda_graph = not args.no_cuda_graph
+        ctx.use_cuda_graph = not args.no_cuda_graph  # CUDA backend: capture + replay
         for _ in range(args.warmup):
             outputs = ctx.execute(feeds)
         latencies = []

@@ -113,7 +113,7 @@ class TestInProcess:
 
     @pytest.mark.parametrize("argv_tail, match", [
         (["--shapes", "z:3x7"], r"unknown input\(s\) \['z'\]"),
-        (["--shapes", "x:3x8"], "input 'x'.*dim 1 is 7"),
+        (["--shapes", "x:3x8"], "input 'x'.*dim 1 must be 7"),
         (["--shapes", "x3x7"], "cannot parse"),
         (["--inputs", "/nonexistent.npz"], "does not exist"),
     ])

@@ -16,6 +16,7 @@ from dist_rt.builder.passes import (
     fold_constants,
     fuse_attention,
     fuse_rmsnorm,
+    fuse_rope,
     fuse_silu,
     memory_plan,
     precision,
@@ -92,6 +93,7 @@ class Builder:
         step("fuse_attention", fuse_attention.run, level >= 2)   # SDPA pattern -> Attention
         step("fuse_rmsnorm", fuse_rmsnorm.run, level >= 2)       # x*rsqrt(mean(x^2)+e)*w -> 1
         step("fuse_silu", fuse_silu.run, level >= 2)             # x*sigmoid(x)(*up) -> SiluMul
+        step("fuse_rope", fuse_rope.run, level >= 2)             # x*cos+rot_half(x)*sin -> 1
         for fuse in FUSION_PASSES:                               # attention, bias+act... fusion
             step(getattr(fuse, "__module__", "fuse").rsplit(".", 1)[-1], fuse, level >= 2)
         step("precision", precision.run)                         # fp16/bf16 weights + casts

@@ -1,4 +1,4 @@
-"""Building blocks shared by the encoder/decoder generators (GPT-2, BERT, ViT, MoE).
+"""Building blocks shared by the model generators (GPT-2, BERT, ViT, MoE, Llama, ResNet).
 
 Each function appends the nodes one PyTorch module exports to, in the same op order, and
 returns the name of its output value.
@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from onnx import TensorProto
 
-from dist_rt.models._graph import GraphBuilder
+from dist_rt.models._graph import Dim, GraphBuilder
 
 
 def linear(g: GraphBuilder, x: str, prefix: str, fan_in: int, fan_out: int, scope: str,
@@ -103,3 +104,19 @@ def positions(g: GraphBuilder, ids: str, scope: str, axis: int = 1) -> str:
     """``Range(0, ids.shape[axis], 1)``: position ids computed in the graph from Shape."""
     n = g.node("Gather", [g.node("Shape", [ids], scope), g.const(axis)], scope, axis=0)
     return g.node("Range", [g.const(0), n, g.const(1)], scope)
+
+
+def float32_output(g: GraphBuilder, x: str, dtype: str, shape: list[Dim], scope: str,
+                   name: str = "logits") -> None:
+    """Add graph output ``name`` in float32: a Cast from the model's 16-bit ``dtype`` first."""
+    if dtype != "float32":
+        x = g.node("Cast", [x], scope, to=TensorProto.FLOAT)
+    g.add_output(x, TensorProto.FLOAT, shape, name=name)
+
+
+def sample_images(name: str, channels: int, image: int, dtype: str, batch: int,
+                  seed: int) -> dict[str, np.ndarray]:
+    """Standard-normal images ``{name: (batch, channels, image, image)}`` in ``dtype``."""
+    rng = np.random.default_rng(seed)
+    shape = (batch, channels, image, image)
+    return {name: rng.standard_normal(shape, dtype=np.float32).astype(dtype)}

@@ -129,9 +129,7 @@ def make_bert(cfg: BertConfig | None = None, *, batch: Dim = "batch",
                                       "/bert/pooler/dense")], "/bert/pooler/activation")
     for value, name, shape in ((h, "last_hidden_state", [batch, seq, cfg.hidden]),
                                (pooled, "pooler_output", [batch, cfg.hidden])):
-        if cfg.dtype != "float32":
-            value = g.node("Cast", [value], "/bert", to=TensorProto.FLOAT)
-        g.add_output(value, TensorProto.FLOAT, shape, name=name)
+        blk.float32_output(g, value, cfg.dtype, shape, "/bert", name)
     return g.build(doc=f"make_bert({cfg})")
 
 

@@ -119,9 +119,7 @@ def make_gpt2(cfg: GPT2Config | None = None, *, batch: Dim = "batch",
     # GPT-2 ties lm_head to wte: exporters emit a Transpose of the shared initializer.
     head = g.node("Transpose", [wte], "/lm_head", perm=[1, 0])
     logits = g.node("MatMul", [h, head], "/lm_head")
-    if cfg.dtype != "float32":
-        logits = g.node("Cast", [logits], "/lm_head", to=TensorProto.FLOAT)
-    g.add_output(logits, TensorProto.FLOAT, [batch, seq, cfg.vocab], name="logits")
+    blk.float32_output(g, logits, cfg.dtype, [batch, seq, cfg.vocab], "/lm_head")
     return g.build(doc=f"make_gpt2({cfg})")
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from dist_rt.models._blocks import float32_output
 from dist_rt.models._graph import Dim, GraphBuilder
 
 
@@ -299,9 +300,7 @@ def make_llama(
         logits = g.node("MatMul", [h, head], "/lm_head")
     else:
         logits = linear(g, h, "lm_head.weight", cfg.hidden, cfg.vocab, "/lm_head")
-    if cfg.dtype != "float32":
-        logits = g.node("Cast", [logits], "/lm_head", to=TensorProto.FLOAT)
-    g.add_output(logits, TensorProto.FLOAT, [batch, seq, cfg.vocab], name="logits")
+    float32_output(g, logits, cfg.dtype, [batch, seq, cfg.vocab], "/lm_head")
     model = g.build(doc=f"make_llama({cfg})")
     if external_data_dir is not None:
         from dist_rt.models._io import externalize

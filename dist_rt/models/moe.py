@@ -26,9 +26,9 @@ import math
 
 import numpy as np
 import onnx
-from onnx import TensorProto
 
 from dist_rt.models import llama
+from dist_rt.models._blocks import float32_output
 from dist_rt.models._graph import Dim, GraphBuilder
 
 
@@ -143,9 +143,7 @@ def make_moe(cfg: MoEConfig | None = None, *, batch: Dim = "batch",
     w = g.weight("model.norm.weight", (cfg.hidden,), 0.02, 1.0)
     h = llama.rms_norm(g, h, w, cfg.eps, "/model/norm")
     logits = llama.linear(g, h, "lm_head.weight", cfg.hidden, cfg.vocab, "/lm_head")
-    if cfg.dtype != "float32":
-        logits = g.node("Cast", [logits], "/lm_head", to=TensorProto.FLOAT)
-    g.add_output(logits, TensorProto.FLOAT, [batch, seq, cfg.vocab], name="logits")
+    float32_output(g, logits, cfg.dtype, [batch, seq, cfg.vocab], "/lm_head")
     return g.build(doc=f"make_moe({cfg})")
 
 

@@ -18,7 +18,6 @@ import dataclasses
 
 import numpy as np
 import onnx
-from onnx import TensorProto
 
 from dist_rt.models import _blocks as blk
 from dist_rt.models._graph import Dim, GraphBuilder
@@ -115,9 +114,7 @@ def make_resnet(cfg: ResNetConfig | None = None, *, batch: Dim = "batch") -> onn
     x = g.node("GlobalAveragePool", [x], "/avgpool")
     x = g.node("Flatten", [x], "", axis=1)
     logits = blk.gemm(g, x, "fc", width, cfg.classes, "/fc")
-    if cfg.dtype != "float32":
-        logits = g.node("Cast", [logits], "/fc", to=TensorProto.FLOAT)
-    g.add_output(logits, TensorProto.FLOAT, [batch, cfg.classes], name="logits")
+    blk.float32_output(g, logits, cfg.dtype, [batch, cfg.classes], "/fc")
     return g.build(doc=f"make_resnet({cfg})")
 
 
@@ -125,6 +122,4 @@ def sample_inputs(cfg: ResNetConfig | None = None, batch: int = 1,
                   seed: int = 0) -> dict[str, np.ndarray]:
     """Standard-normal images ``input`` (batch, channels, image, image) in the model dtype."""
     cfg = cfg or ResNetConfig()
-    rng = np.random.default_rng(seed)
-    shape = (batch, cfg.channels, cfg.image, cfg.image)
-    return {"input": rng.standard_normal(shape, dtype=np.float32).astype(cfg.dtype)}
+    return blk.sample_images("input", cfg.channels, cfg.image, cfg.dtype, batch, seed)

@@ -20,7 +20,6 @@ import math
 
 import numpy as np
 import onnx
-from onnx import TensorProto
 
 from dist_rt.models import _blocks as blk
 from dist_rt.models._graph import Dim, GraphBuilder
@@ -130,9 +129,7 @@ def make_vit(cfg: ViTConfig | None = None, *, batch: Dim = "batch") -> onnx.Mode
     h = blk.layer_norm(g, h, "vit.layernorm", cfg.hidden, cfg.eps, "/vit/layernorm")
     first = g.node("Gather", [h, g.const(0)], "/classifier", axis=1)
     logits = blk.gemm(g, first, "classifier", cfg.hidden, cfg.classes, "/classifier")
-    if cfg.dtype != "float32":
-        logits = g.node("Cast", [logits], "/classifier", to=TensorProto.FLOAT)
-    g.add_output(logits, TensorProto.FLOAT, [batch, cfg.classes], name="logits")
+    blk.float32_output(g, logits, cfg.dtype, [batch, cfg.classes], "/classifier")
     return g.build(doc=f"make_vit({cfg})")
 
 
@@ -140,6 +137,4 @@ def sample_inputs(cfg: ViTConfig | None = None, batch: int = 1,
                   seed: int = 0) -> dict[str, np.ndarray]:
     """Standard-normal ``pixel_values`` (batch, channels, image, image) in the model dtype."""
     cfg = cfg or ViTConfig()
-    rng = np.random.default_rng(seed)
-    shape = (batch, cfg.channels, cfg.image, cfg.image)
-    return {"pixel_values": rng.standard_normal(shape, dtype=np.float32).astype(cfg.dtype)}
+    return blk.sample_images("pixel_values", cfg.channels, cfg.image, cfg.dtype, batch, seed)

@@ -279,6 +279,8 @@ def _default_opset(model: ModelProto) -> int:
 def _upgrade_opset(model: ModelProto) -> ModelProto:
     if _default_opset(model) >= MIN_OPSET or model.ByteSize() > _CHECK_LIMIT:
         return model
+    if _default_opset(model) < 9 and any(n.op_type == "Scan" for n in model.graph.node):
+        return model  # the 8 -> 9 adapter drops Scan's batch axis from the bindings
     try:
         return onnx.version_converter.convert_version(model, MIN_OPSET)
     except (RuntimeError, ValueError, onnx.checker.ValidationError,
@@ -287,28 +289,64 @@ def _upgrade_opset(model: ModelProto) -> ModelProto:
         return model
 
 
+def _huge_range(model: ModelProto) -> bool:
+    """A Range over initializers longer than 2**20: ONNX's data propagation would build it
+    element by element until memory runs out."""
+    consts = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Range" and all(i in consts for i in node.input[:3]):
+            try:
+                start, limit, delta = (float(onnx.numpy_helper.to_array(consts[i]).reshape(-1)[0])
+                                       for i in node.input[:3])
+            except (ValueError, TypeError, KeyError, IndexError):
+                return True
+            if delta == 0 or abs((limit - start) / delta) > 1 << 20:
+                return True
+    return False
+
 def _onnx_shape_inference(model: ModelProto) -> dict[str, ValueInfoProto]:
     graph = model.graph
     infos = list(graph.value_info) + list(graph.output)
     if model.ByteSize() <= _CHECK_LIMIT:
         try:
             inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False,
-                                                         data_prop=True)
+                                                         data_prop=not _huge_range(model))
             infos = list(inferred.graph.value_info) + list(inferred.graph.output)
-        except (onnx.shape_inference.InferenceError, RuntimeError, ValueError):
-            pass  # our own inference still runs; ONNX's only seeds it
+        except (onnx.shape_inference.InferenceError, RuntimeError, ValueError, MemoryError):
+            pass  # our own inference still runs; ONNX's only seeds it (MemoryError: its
+            # data propagation materializes huge Range/ConstantOfShape values)
     return {vi.name: vi for vi in infos}
 
 
+def _kind_of(vi: ValueInfoProto) -> str:
+    """``"tensor"``, ``"sequence"`` or ``"optional"`` (the outermost ONNX type of ``vi``)."""
+    return {"sequence_type": "sequence", "optional_type": "optional"}.get(
+        vi.type.WhichOneof("value") or "", "tensor")
+
+
+def _element_type(tp: Any) -> Any:
+    """The tensor TypeProto inside sequence/optional wrappers (or ``tp`` itself)."""
+    while tp.WhichOneof("value") in ("sequence_type", "optional_type"):
+        inner = getattr(tp, tp.WhichOneof("value"))
+        if not inner.HasField("elem_type"):
+            break
+        tp = inner.elem_type
+    return tp
+
+
 def _type_of(vi: ValueInfoProto, what: str) -> tuple[np.dtype | None, tuple | None]:
-    """(dtype, shape) of a tensor ValueInfo; dim_param -> str, missing dims -> None."""
-    kind = vi.type.WhichOneof("value")
-    if kind is None:
+    """(dtype, shape) of a ValueInfo; dim_param -> str, missing dims -> None.
+
+    For sequence and optional types, those of the (innermost) tensor element.
+    """
+    tp = _element_type(vi.type)
+    kind = tp.WhichOneof("value")
+    if kind is None or kind in ("sequence_type", "optional_type"):
         return None, None
     if kind != "tensor_type":
-        raise UnsupportedOpError(f"{what} '{vi.name}' has ONNX type {kind}; only tensors are "
-                                 f"supported")
-    tt = vi.type.tensor_type
+        raise UnsupportedOpError(f"{what} '{vi.name}' has ONNX type {kind}; only tensors, "
+                                 f"sequences and optionals are supported")
+    tt = tp.tensor_type
     try:
         dtype = dtypes.from_onnx(tt.elem_type) if tt.elem_type else None
     except ModelError as exc:
@@ -355,10 +393,12 @@ class _GraphImporter:
                 overridable.append(vi.name)
                 continue
             dtype, shape = _type_of(vi, "graph input")
-            if dtype is None:
+            kind = _kind_of(vi)
+            if dtype is None and kind == "tensor":
                 raise ParseError(f"graph input '{vi.name}' has no element type")
             scope[vi.name] = net.add_input(vi.name, dtype, shape if shape is not None else ())
-            if shape is None:
+            scope[vi.name].kind = kind
+            if shape is None or kind != "tensor":
                 scope[vi.name].shape = None
         if overridable and self.model.ir_version >= 4:
             net.metadata["overridable_inputs"] = overridable
@@ -368,6 +408,9 @@ class _GraphImporter:
             if tensor is None:
                 raise GraphError(f"graph output '{vi.name}' is not produced by any node")
             self._seed(tensor, vi)
+            if tensor.kind == "tensor" and _kind_of(vi) != "tensor" and vi.type.WhichOneof(
+                    "value") is not None:
+                tensor.kind = _kind_of(vi)
             net.mark_output(tensor)
         return net, self.known
 
@@ -391,6 +434,11 @@ class _GraphImporter:
     def _seed(self, tensor: Tensor, vi: ValueInfoProto | None) -> None:
         """Fill what our inference left unknown from an ONNX ValueInfo."""
         if vi is None:
+            return
+        if tensor.kind != "tensor" or _kind_of(vi) != "tensor":
+            if tensor.dtype is None:
+                tensor.dtype = _type_of(vi, "tensor")[0] if _element_type(vi.type).HasField(
+                    "tensor_type") else None
             return
         try:
             dtype, shape = _type_of(vi, "tensor")
@@ -426,16 +474,20 @@ class _GraphImporter:
         if op_type == "Constant" and domain == "":
             self._constant(node, label, attrs, scope, prefix)
             return
-        if op_type == "If" and domain == "":
-            self._inline_if(node, label, attrs, scope, prefix)
+        if op_type == "If" and domain == "" and self._inline_if(node, label, attrs, scope,
+                                                                 prefix):
             return
-        graphs = [k for k, v in attrs.items()
-                  if isinstance(v, GraphProto) or (isinstance(v, list) and v
-                                                   and isinstance(v[0], GraphProto))]
-        if graphs:
-            raise UnsupportedOpError(f"node '{label}' ({op_type}): ops with subgraph attributes "
-                                     f"({', '.join(graphs)}) are not supported (only If with a "
-                                     f"condition known at build time is inlined)")
+        many = [k for k, v in attrs.items()
+                if isinstance(v, list) and v and isinstance(v[0], GraphProto)]
+        if many:
+            raise UnsupportedOpError(f"node '{label}' ({op_type}): attributes holding lists of "
+                                     f"graphs ({', '.join(many)}) are not supported")
+        # Subgraphs become nested Networks; the outer tensors they read (implicit inputs)
+        # follow the node's own inputs, so toposort and the runtime see the dependency.
+        implicit: list[Tensor] = []
+        for key in sorted(k for k, v in attrs.items() if isinstance(v, GraphProto)):
+            attrs[key], captured = self._subgraph(attrs[key], f"{label}/{key}", scope)
+            implicit += [t for t in captured if all(t.name != u.name for u in implicit)]
         nb_ranks = 1
         if op_type == "DistCollective":
             # TensorRT and other tools put it in their own domain; the semantics are ours.
@@ -452,6 +504,7 @@ class _GraphImporter:
                 raise GraphError(f"node '{label}' ({op_type}): input {i} '{in_name}' is not "
                                  f"defined before use")
             inputs.append(scope[in_name])
+        inputs += implicit
         out_names = [prefix + o if o else net.unique_name(f"{name}_unused{i}")
                      for i, o in enumerate(node.output)]
         layer = net.add_layer(op_type, inputs, attrs, name=name, outputs=out_names,
@@ -488,16 +541,18 @@ class _GraphImporter:
         scope[node.output[0]] = self.net.add_constant(out, Weights(value))
 
     def _inline_if(self, node: NodeProto, label: str, attrs: dict[str, Any],
-                   scope: MutableMapping[str, Tensor], prefix: str) -> None:
+                   scope: MutableMapping[str, Tensor], prefix: str) -> bool:
+        """Inline the taken branch of an If whose condition is known at build time.
+
+        Returns:
+            False (nothing done) when the condition is only known at run time.
+        """
         cond = scope.get(node.input[0]) if node.input else None
         value = None
         if cond is not None:
             value = cond.weights.numpy() if cond.is_constant else self.known.get(cond.name)
         if value is None or np.size(value) != 1:
-            raise UnsupportedOpError(f"node '{label}' (If): the condition "
-                                     f"'{node.input[0] if node.input else ''}' is not known at "
-                                     f"build time; only If with a constant condition is "
-                                     f"supported (it is inlined)")
+            return False
         branch: GraphProto = attrs["then_branch" if bool(np.asarray(value).reshape(-1)[0])
                                    else "else_branch"]
         if len(branch.output) != len(node.output):
@@ -522,6 +577,86 @@ class _GraphImporter:
                                        outputs=[prefix + out], infer=False)
             self.net.infer_layer(layer, self.known)
             scope[out] = layer.outputs[0]
+        return True
+
+    def _subgraph(self, graph: GraphProto, label: str,
+                  scope: MutableMapping[str, Tensor]) -> tuple[Network, list[Tensor]]:
+        """Import a graph attribute as a nested Network.
+
+        Its formal inputs come first in ``sub.inputs``; every outer-scope tensor it reads
+        (at any depth) becomes a further input named as in the outer scope, listed in
+        ``sub.metadata["outer_inputs"]``.
+
+        Returns:
+            (the nested network, the outer tensors it reads, in the same order).
+        """
+        sub = Network(graph.name or label, opset=self.net.opset)
+        sub.opsets = dict(self.net.opsets)
+        child = _GraphImporter.__new__(_GraphImporter)
+        child.model, child.base_dir, child.value_info = self.model, self.base_dir, {}
+        child.net, child.known, child._names = sub, {}, set()
+        local = _CaptureScope(sub, scope)
+        for t in graph.initializer:
+            local.own[t.name] = sub.add_constant(t.name, initializer_weights(t, self.base_dir))
+        for vi in graph.input:
+            dtype, shape = _type_of(vi, f"subgraph '{label}' input")
+            tensor = sub.add_input(vi.name, dtype, ())
+            tensor.shape, tensor.kind = shape, _kind_of(vi)
+            local.own[vi.name] = tensor
+        child._add_nodes(graph.node, local, prefix="")
+        for vi in graph.output:
+            if vi.name not in local:
+                raise GraphError(f"subgraph '{label}': output '{vi.name}' is not produced in "
+                                 f"the subgraph")
+            tensor = local[vi.name]
+            child._seed(tensor, vi)
+            if tensor.kind == "tensor" and vi.type.WhichOneof("value") is not None:
+                tensor.kind = _kind_of(vi)
+            sub.outputs.append(tensor)
+        sub.metadata["outer_inputs"] = [t.name for t in local.captured_inner]
+        fold_known(sub, child.known)
+        sub.toposort()
+        return sub, local.captured_outer
+
+
+class _CaptureScope(MutableMapping):
+    """A subgraph's name scope: its own tensors, then the enclosing scope's.
+
+    Reading an outer name adds an input of that name to the subgraph (once) and records
+    the outer tensor, which becomes an implicit input of the node holding the subgraph.
+    """
+
+    def __init__(self, sub: Network, outer: MutableMapping[str, Tensor]):
+        self.sub, self.outer = sub, outer
+        self.own: dict[str, Tensor] = {}
+        self.captured_inner: list[Tensor] = []
+        self.captured_outer: list[Tensor] = []
+
+    def __getitem__(self, name: str) -> Tensor:
+        if name in self.own:
+            return self.own[name]
+        outer = self.outer[name]
+        tensor = self.sub.add_input(name, outer.dtype, ())
+        tensor.shape, tensor.kind = outer.shape, outer.kind
+        self.own[name] = tensor
+        self.captured_inner.append(tensor)
+        self.captured_outer.append(outer)
+        return tensor
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.own or name in self.outer
+
+    def __setitem__(self, name: str, tensor: Tensor) -> None:
+        self.own[name] = tensor
+
+    def __delitem__(self, name: str) -> None:
+        del self.own[name]
+
+    def __iter__(self) -> Any:
+        return iter(self.own)
+
+    def __len__(self) -> int:
+        return len(self.own)
 
 
 def constant_attribute_value(attrs: dict[str, Any], label: str) -> np.ndarray:

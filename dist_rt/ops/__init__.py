@@ -59,12 +59,25 @@ _MODULES = [
     "resize",
     "upsample",
     "silu_mul",
+    "rotary_half",
     # tensor (ops-tensor helper)
     "identity", "dropout", "constant", "shape", "size", "gather", "gather_elements",
     "gather_nd", "reshape", "transpose", "squeeze", "unsqueeze", "concat", "split", "slice",
     "expand", "constant_of_shape", "range", "trilu", "flatten", "pad", "tile", "scatter_nd",
     "scatter_elements", "one_hot", "non_zero", "eye_like", "depth_to_space", "space_to_depth",
     "compress", "reverse_sequence", "center_crop_pad", "unique",
+    # extra (ops-extra helper)
+    "swish", "swiglu", "shrink", "cum_prod", "bit_cast", "det",
+    "negative_log_likelihood_loss", "softmax_cross_entropy_loss", "tensor_scatter",
+    "causal_conv_with_state", "linear_attention", "qlinear_matmul", "conv_integer",
+    "qlinear_conv", "dynamic_quantize_linear", "rnn", "gru", "lstm", "grid_sample",
+    "affine_grid", "hann_window", "hamming_window", "blackman_window", "dft", "stft",
+    "non_max_suppression",
+    # control flow (control-flow helper)
+    "if_", "loop", "scan", "sequence_empty", "sequence_construct", "sequence_insert",
+    "sequence_at", "sequence_erase", "sequence_length", "concat_from_sequence",
+    "split_to_sequence", "sequence_map", "optional", "optional_has_element",
+    "optional_get_element",
 ]
 
 for _name in _MODULES:

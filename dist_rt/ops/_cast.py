@@ -32,17 +32,20 @@ def is_float8(dtype: np.dtype) -> bool:
     return np.dtype(dtype).itemsize == 1 and "float" in np.dtype(dtype).name
 
 
-def convert(xp: Any, x: Any, dtype: np.dtype, saturate: bool) -> Any:
+def convert(xp: Any, x: Any, dtype: np.dtype, saturate: bool, round_mode: str = "up") -> Any:
     """Cast ``x`` to ``dtype`` with ONNX's rules.
 
     float -> int truncates toward zero; to float8 with ``saturate`` out-of-range values
-    (+-inf included) become +-max, otherwise they become inf/NaN.
+    (+-inf included) become +-max, otherwise they become inf/NaN. To float8_e8m0fnu (a bare
+    exponent) ``round_mode`` (``up``, ``down``, ``nearest``) rounds the mantissa away.
     """
     dtype = np.dtype(dtype)
     if x.dtype == dtype:
         return x.copy()
     if x.dtype.kind == "O" or dtype.kind == "O":
         return _convert_strings(x, dtype)
+    if dtype == np.dtype(ml_dtypes.float8_e8m0fnu):
+        return _to_e8m0(xp, x, saturate, round_mode)
     if is_float8(dtype):
         wide = x.astype(np.float32)
         if saturate:
@@ -53,6 +56,28 @@ def convert(xp: Any, x: Any, dtype: np.dtype, saturate: bool) -> Any:
         # Go through float32 so ml_dtypes types convert to every target.
         x = x.astype(np.float32)
     return x.astype(dtype)
+
+
+def _to_e8m0(xp: Any, x: Any, saturate: bool, round_mode: str) -> Any:
+    # The float32 exponent field is the e8m0 code; round on the mantissa bits (as onnx does).
+    x = x.astype(np.float32)
+    bits = x.view(np.uint32)  # astype made a contiguous copy
+    exponent = ((bits >> 23) & 0xFF).astype(np.uint16)
+    special = exponent == 0xFF
+    if round_mode == "up":
+        up = ((bits & 0x7FFFFF) > 0) & ~special
+    elif round_mode == "nearest":
+        guard = (bits & 0x400000) > 0
+        up = guard & (((bits & 0x3FFFFF) > 0) | (exponent > 0)) & ~special
+    elif round_mode == "down":
+        up = xp.zeros(exponent.shape, dtype=bool)
+    else:
+        raise ShapeError(f"round_mode {round_mode!r} is not one of up, down, nearest")
+    if saturate:
+        up &= exponent != 0xFE
+    exponent = (exponent + up.astype(np.uint16)).astype(np.uint8)
+    exponent = xp.where(special, np.uint8(0xFF), exponent)
+    return exponent.view(ml_dtypes.float8_e8m0fnu)
 
 
 def _convert_strings(x: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -87,6 +87,13 @@ class Unary(Op):
         return [xp.asarray(y).astype(dtype, copy=False)]
 
 
+class UnaryPredicate(Unary):
+    """A unary test (IsNaN, IsInf): bool output, computed on the input as given."""
+
+    out_dtype = np.dtype(np.bool_)
+    widen_low_precision = False
+
+
 class Binary(Op):
     """``C = fn(A, B)`` with multidirectional broadcasting."""
 

@@ -43,11 +43,14 @@ class TensorDesc:
             itself is unknown.
         value: The tensor's value when it is known at build time (constants, folded shape
             arithmetic); None otherwise.
+        kind: ``"tensor"``, ``"sequence"`` or ``"optional"`` (see ``network.Tensor``); for
+            the latter two ``dtype``/``shape`` describe the elements.
     """
 
     dtype: np.dtype | None
     shape: Shape
     value: np.ndarray | None = None
+    kind: str = "tensor"
 
     @property
     def rank(self) -> int | None:
@@ -126,6 +129,19 @@ class Op:
     @classmethod
     def _run(cls, layer: Layer, inputs: Sequence[Any], rt: RunContext) -> list[Any]:
         raise UnsupportedOpError(f"{cls.op_type} has no reference implementation")
+
+
+class SameShapeOp(Op):
+    """Base of ops with one output of input 0's dtype and shape (Relu, LpNormalization...)."""
+
+    #: Accepted input count ``(minimum, maximum)``, checked by ``infer``.
+    arity: ClassVar[tuple[int, int]] = (1, 1)
+
+    @classmethod
+    def infer(cls, layer: Layer, inputs: Sequence[TensorDesc | None]) -> list[TensorDesc]:
+        """Check the input count; the output is described like input 0."""
+        check_inputs(layer, inputs, *cls.arity)
+        return [TensorDesc(inputs[0].dtype, inputs[0].shape)]
 
 
 def _describe(a: Any) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from dist_rt.errors import ShapeError
-from dist_rt.ops._op import TensorDesc, check_inputs
+from dist_rt.ops._op import Op, TensorDesc, check_inputs
 from dist_rt.ops._window import extra_tail, pad_spatial, spatial_shape, window_params, windows
 
 
@@ -57,6 +57,14 @@ def pool_infer(layer: Any, inputs: Any, nb_outputs: int = 1) -> list[TensorDesc]
     if nb_outputs > 1:
         descs.append(TensorDesc(np.dtype(np.int64), shape))
     return descs
+
+
+class WindowPool(Op):
+    """Base of the one-output windowed pools (AveragePool, LpPool): shape inference."""
+
+    @classmethod
+    def infer(cls, layer, inputs):
+        return pool_infer(layer, inputs)
 
 
 def pooled_windows(xp: Any, x: Any, geo: PoolGeometry, value: float) -> Any:

@@ -35,11 +35,16 @@ class Reduce(Op):
     axes_input_since: ClassVar[int] = 18
     #: Value of a reduction over an empty set ("max" / "min": the dtype's lowest / highest).
     identity: ClassVar[float | str] = 0.0
+    #: The array module's reduction (``"sum"``: ``xp.sum``) that the default ``reduce`` calls.
+    xp_name: ClassVar[str] = ""
 
-    @staticmethod
-    def reduce(xp: Any, x: Any, axes: tuple[int, ...], keepdims: bool) -> Any:
-        """The reduction over ``axes`` (non-empty, normalized); subclasses override."""
-        raise NotImplementedError
+    @classmethod
+    def reduce(cls, xp: Any, x: Any, axes: tuple[int, ...], keepdims: bool) -> Any:
+        """The reduction over ``axes`` (non-empty, normalized): ``xp.<xp_name>`` by default;
+        subclasses set ``xp_name`` or override."""
+        if not cls.xp_name:
+            raise NotImplementedError
+        return getattr(xp, cls.xp_name)(x, axis=axes, keepdims=keepdims)
 
     @classmethod
     def _axes_source(cls, layer: Any, inputs: list) -> tuple[bool, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from dist_rt.errors import ShapeError
-from dist_rt.ops._op import Dim, Shape, TensorDesc
+from dist_rt.ops._op import Dim, Op, Shape, TensorDesc, check_inputs
 
 _SYM_KEY = "symbolic_value"
 #: Symbolic values longer than this are not tracked (they are never shapes).
@@ -178,6 +178,28 @@ def axes_list(layer: Any, inputs: Sequence[TensorDesc | None], input_index: int,
     return False, None
 
 
+def run_axes(layer: Any, inputs: Sequence[Any], input_index: int,
+             attr: str = "axes") -> list[int] | None:
+    """Run-time counterpart of :func:`axes_list`: the attribute, else the input, else None."""
+    value = layer.attr(attr)
+    if value is not None:
+        return [int(a) for a in value]
+    if input_index < len(inputs) and inputs[input_index] is not None:
+        return host_ints(inputs[input_index])
+    return None
+
+
+def reshaped_input(layer: Any, inputs: Sequence[TensorDesc | None], shape: Shape) -> TensorDesc:
+    """Input 0 viewed with ``shape`` (Squeeze, Unsqueeze): dtype, shape, the value when known.
+
+    Also records input 0's symbolic value for this layer's output (see :func:`set_sym`).
+    """
+    x = inputs[0]
+    set_sym(layer, [sym_value(layer, 0, inputs)])
+    value = None if x.value is None or shape is None else x.value.reshape(shape)
+    return TensorDesc(x.dtype, shape, value)
+
+
 def normalize_axes(layer: Any, axes: Sequence[int], rank: int, what: str = "axes") -> list[int]:
     """Map axes into ``[0, rank)`` and reject out-of-range or repeated ones.
 
@@ -193,3 +215,26 @@ def normalize_axes(layer: Any, axes: Sequence[int], rank: int, what: str = "axes
     if len(set(out)) != len(out):
         raise ShapeError(f"{here(layer)}{what} {list(axes)} repeats an axis")
     return out
+
+
+class BlockRearrange(Op):
+    """Base of DepthToSpace and SpaceToDepth: one 4-D NCHW input, attribute ``blocksize``.
+
+    ``infer`` checks the input; subclasses give the output dims in ``out_dims``.
+    """
+
+    @classmethod
+    def out_dims(cls, layer: Any, b: int, n: Dim, c: Dim, h: Dim, w: Dim) -> Shape:
+        """Output dims for blocksize ``b`` and input dims ``(n, c, h, w)``."""
+        raise NotImplementedError
+
+    @classmethod
+    def infer(cls, layer, inputs):
+        check_inputs(layer, inputs, 1)
+        x = inputs[0]
+        b = int(layer.attr("blocksize"))
+        if x.shape is None:
+            return [TensorDesc(x.dtype, (None,) * 4)]
+        if len(x.shape) != 4:
+            raise ShapeError(f"{here(layer)}input {fmt(x.shape)} must be 4-D NCHW")
+        return [TensorDesc(x.dtype, cls.out_dims(layer, b, *x.shape))]

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dist_rt.errors import ShapeError, UnsupportedOpError
+from dist_rt.ops._op import Op, TensorDesc, check_inputs
 
 
 def _fail(layer: Any, message: str) -> ShapeError:
@@ -126,3 +127,38 @@ def spatial_shape(layer: Any, shape: Any, what: str = "input 0") -> tuple[int, .
         raise _fail(layer, f"{what} has shape {tuple(shape)}, expected (N, C, D1, ...) with at "
                            f"least one spatial dim")
     return tuple(shape)
+
+
+
+class ConvLike(Op):
+    """Shape inference of Conv and ConvTranspose: X (N, C, *D), W (rank >= 3), optional B.
+
+    Subclasses give ``out_channels`` (checking W against X) and ``out_spatial``; the output
+    is ``(N, out_channels, *out_spatial)``, with None dims where a size is not static.
+    """
+
+    @classmethod
+    def out_channels(cls, layer: Any, x_shape: tuple, w_shape: tuple | None,
+                     group: int) -> Any:
+        """Output channels (None when unknown); raises ShapeError when W does not fit X."""
+        raise NotImplementedError
+
+    @classmethod
+    def out_spatial(cls, layer: Any, spatial: Sequence[int], kernel: Sequence[int]) -> list[int]:
+        """Output spatial sizes for static ``spatial`` and ``kernel``."""
+        raise NotImplementedError
+
+    @classmethod
+    def infer(cls, layer, inputs):
+        check_inputs(layer, inputs, 2, 3)
+        x = inputs[0]
+        xs = spatial_shape(layer, x.shape)
+        ws = spatial_shape(layer, inputs[1].shape, "weight (input 1)")
+        if xs is None:
+            return [TensorDesc(x.dtype, None)]
+        m = cls.out_channels(layer, xs, ws, int(layer.attr("group", 1)))
+        kernel = layer.attr("kernel_shape", None) or (list(ws[2:]) if ws else None)
+        spatial = xs[2:]
+        if kernel is None or not all(isinstance(d, int) for d in (*spatial, *kernel)):
+            return [TensorDesc(x.dtype, (xs[0], m) + (None,) * len(spatial))]
+        return [TensorDesc(x.dtype, (xs[0], m, *cls.out_spatial(layer, spatial, kernel)))]

@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from dist_rt.ops._op import Op, register_op
-from dist_rt.ops._pool import geometry, pool_infer, pooled_windows
+from dist_rt.ops._op import register_op
+from dist_rt.ops._pool import WindowPool, geometry, pooled_windows
 from dist_rt.ops._window import pad_spatial
 
 
 @register_op("AveragePool", since_opset=1)
-class AveragePool(Op):
+class AveragePool(WindowPool):
     """ONNX AveragePool (opsets 1-22): ``count_include_pad``, ``ceil_mode``, ``dilations``."""
-
-    @classmethod
-    def infer(cls, layer, inputs):
-        return pool_infer(layer, inputs)
 
     @classmethod
     def _run(cls, layer, inputs, rt):

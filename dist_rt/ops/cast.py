@@ -18,4 +18,5 @@ class Cast(Op):
     @classmethod
     def _run(cls, layer, inputs, rt):
         dtype = target_dtype(layer, layer.attr("to"))
-        return [convert(rt.xp, inputs[0], dtype, bool(layer.attr("saturate", 1)))]
+        return [convert(rt.xp, inputs[0], dtype, bool(layer.attr("saturate", 1)),
+                        str(layer.attr("round_mode", "up")))]

@@ -18,4 +18,5 @@ class CastLike(Op):
     @classmethod
     def _run(cls, layer, inputs, rt):
         x, like = inputs
-        return [convert(rt.xp, x, like.dtype, bool(layer.attr("saturate", 1)))]
+        return [convert(rt.xp, x, like.dtype, bool(layer.attr("saturate", 1)),
+                        str(layer.attr("round_mode", "up")))]

@@ -8,34 +8,16 @@ computed as im2col (see :mod:`dist_rt.ops._window`) followed by one batched matm
 from __future__ import annotations
 
 from dist_rt.errors import ShapeError
-from dist_rt.ops._op import Op, TensorDesc, check_inputs, register_op
-from dist_rt.ops._window import pad_spatial, spatial_shape, window_params, windows
-
-
-def conv_infer(layer, x_shape, w_shape, out_channels):
-    """Output shape of a Conv-like layer (None dims where the input is symbolic)."""
-    nd = len(x_shape) - 2
-    kernel = layer.attr("kernel_shape", None) or (list(w_shape[2:]) if w_shape else None)
-    spatial = x_shape[2:]
-    if kernel is None or not all(isinstance(d, int) for d in (*spatial, *kernel)):
-        return (x_shape[0], out_channels) + (None,) * nd
-    _, _, _, out = window_params(layer, spatial, kernel)
-    return (x_shape[0], out_channels, *out)
+from dist_rt.ops._op import register_op
+from dist_rt.ops._window import ConvLike, pad_spatial, window_params, windows
 
 
 @register_op("Conv", since_opset=1)
-class Conv(Op):
+class Conv(ConvLike):
     """ONNX Conv (opsets 1-22): X (N, C, *D), W (M, C/group, *k), optional B (M)."""
 
     @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 2, 3)
-        x, w = inputs[0], inputs[1]
-        xs = spatial_shape(layer, x.shape)
-        ws = spatial_shape(layer, w.shape, "weight (input 1)")
-        if xs is None:
-            return [TensorDesc(x.dtype, None)]
-        group = int(layer.attr("group", 1))
+    def out_channels(cls, layer, xs, ws, group):
         if ws is not None:
             if len(ws) != len(xs):
                 raise ShapeError(f"layer '{layer.name}' (Conv): weight has shape {ws}, "
@@ -44,7 +26,11 @@ class Conv(Op):
             if isinstance(c, int) and isinstance(cg, int) and c != cg * group:
                 raise ShapeError(f"layer '{layer.name}' (Conv): input has {c} channels, "
                                  f"weight {ws} with group={group} expects {cg * group}")
-        return [TensorDesc(x.dtype, conv_infer(layer, xs, ws, ws[0] if ws else None))]
+        return ws[0] if ws else None
+
+    @classmethod
+    def out_spatial(cls, layer, spatial, kernel):
+        return window_params(layer, spatial, kernel)[3]
 
     @classmethod
     def _run(cls, layer, inputs, rt):

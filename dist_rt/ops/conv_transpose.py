@@ -15,8 +15,8 @@ from __future__ import annotations
 import itertools
 
 from dist_rt.errors import ShapeError
-from dist_rt.ops._op import Op, TensorDesc, check_inputs, register_op
-from dist_rt.ops._window import spatial_shape
+from dist_rt.ops._op import register_op
+from dist_rt.ops._window import ConvLike
 
 
 def _geometry(layer, spatial, kernel):
@@ -54,26 +54,16 @@ def _geometry(layer, spatial, kernel):
 
 
 @register_op("ConvTranspose", since_opset=1)
-class ConvTranspose(Op):
+class ConvTranspose(ConvLike):
     """ONNX ConvTranspose: X (N, C, *D), W (C, M/group, *k), optional B (M)."""
 
     @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 2, 3)
-        x, w = inputs[0], inputs[1]
-        xs = spatial_shape(layer, x.shape)
-        ws = spatial_shape(layer, w.shape, "weight (input 1)")
-        if xs is None:
-            return [TensorDesc(x.dtype, None)]
-        group = int(layer.attr("group", 1))
-        m = ws[1] * group if ws is not None and isinstance(ws[1], int) else None
-        nd = len(xs) - 2
-        kernel = layer.attr("kernel_shape", None) or (list(ws[2:]) if ws else None)
-        spatial = xs[2:]
-        if kernel is None or not all(isinstance(d, int) for d in (*spatial, *kernel)):
-            return [TensorDesc(x.dtype, (xs[0], m) + (None,) * nd)]
-        out = _geometry(layer, spatial, kernel)[4]
-        return [TensorDesc(x.dtype, (xs[0], m, *out))]
+    def out_channels(cls, layer, xs, ws, group):
+        return ws[1] * group if ws is not None and isinstance(ws[1], int) else None
+
+    @classmethod
+    def out_spatial(cls, layer, spatial, kernel):
+        return _geometry(layer, spatial, kernel)[4]
 
     @classmethod
     def _run(cls, layer, inputs, rt):

@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 from dist_rt.errors import ShapeError
-from dist_rt.ops._op import Op, TensorDesc, check_inputs, register_op
-from dist_rt.ops._tensor_util import dims_product_ratio, fmt, here
+from dist_rt.ops._op import register_op
+from dist_rt.ops._tensor_util import BlockRearrange, dims_product_ratio, here
 
 
 def _scaled(d, f):
@@ -15,25 +15,17 @@ def _scaled(d, f):
 
 
 @register_op("DepthToSpace", since_opset=1)
-class DepthToSpace(Op):
+class DepthToSpace(BlockRearrange):
     """``(N, C, H, W) -> (N, C / b**2, H * b, W * b)``."""
 
     @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 1)
-        x = inputs[0]
-        b = int(layer.attr("blocksize"))
-        if x.shape is None:
-            return [TensorDesc(x.dtype, (None,) * 4)]
-        if len(x.shape) != 4:
-            raise ShapeError(f"{here(layer)}input {fmt(x.shape)} must be 4-D NCHW")
-        n, c, h, w = x.shape
+    def out_dims(cls, layer, b, n, c, h, w):
         try:
             c_out = dims_product_ratio([c], [b * b])
         except ValueError:
             raise ShapeError(f"{here(layer)}channels {c} are not divisible by blocksize^2 "
                              f"= {b * b}") from None
-        return [TensorDesc(x.dtype, (n, c_out, _scaled(h, b), _scaled(w, b)))]
+        return (n, c_out, _scaled(h, b), _scaled(w, b))
 
     @classmethod
     def _run(cls, layer, inputs, rt):

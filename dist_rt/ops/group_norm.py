@@ -7,26 +7,18 @@ channels and spatial dims; then a per-channel (opset 21) or per-group (opset 18)
 from __future__ import annotations
 
 from dist_rt.errors import ShapeError
-from dist_rt.ops._norm import check_param, compute_dtype, moments
-from dist_rt.ops._op import Op, TensorDesc, check_inputs, register_op
-from dist_rt.ops._window import spatial_shape
+from dist_rt.ops._norm import ChannelNorm, channel_affine, check_param, compute_dtype, moments
+from dist_rt.ops._op import register_op
 
 
 @register_op("GroupNormalization", since_opset=18)
-class GroupNormalization(Op):
+class GroupNormalization(ChannelNorm):
     """ONNX GroupNormalization: X (N, C, *D), scale, bias; attributes num_groups, epsilon."""
 
-    @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 3)
-        spatial_shape(layer, inputs[0].shape)
-        return [TensorDesc(inputs[0].dtype, inputs[0].shape)]
+    arity = (3, 3)
 
     @classmethod
-    def _run(cls, layer, inputs, rt):
-        xp = rt.xp
-        x, scale, bias = inputs
-        spatial_shape(layer, x.shape)
+    def normalize(cls, layer, xp, x, scale, bias):
         n, c = x.shape[:2]
         groups = int(layer.attr("num_groups", 0))
         if groups < 1 or c % groups:
@@ -43,5 +35,4 @@ class GroupNormalization(Op):
         s, b = scale.astype(ct), bias.astype(ct)
         if not per_channel:
             s, b = xp.repeat(s, c // groups), xp.repeat(b, c // groups)
-        shape = (1, c) + (1,) * (x.ndim - 2)
-        return [(y * s.reshape(shape) + b.reshape(shape)).astype(x.dtype, copy=False)]
+        return channel_affine(y, s, b).astype(x.dtype, copy=False)

@@ -1,4 +1,4 @@
-"""Identity: ``Y = X`` (tensors only; sequence/optional inputs are not supported)."""
+"""Identity: ``Y = X`` (tensors, sequences and optionals)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ class Identity(Op):
         check_inputs(layer, inputs, 1)
         x = inputs[0]
         set_sym(layer, [sym_value(layer, 0, inputs)])
-        return [TensorDesc(x.dtype, x.shape, x.value)]
+        return [TensorDesc(x.dtype, x.shape, x.value, x.kind)]
 
     @classmethod
     def _run(cls, layer, inputs, rt):
+        x = inputs[0]
+        if x is None or isinstance(x, list):  # an empty optional, a sequence
+            return [None if x is None else list(x)]
         # A copy, so that a later in-place op on Y can never modify X.
-        return [inputs[0].copy()]
+        return [x.copy()]

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from dist_rt.ops._elementwise import Unary
+from dist_rt.ops._elementwise import UnaryPredicate
 from dist_rt.ops._op import register_op
 
 
 @register_op("IsInf", since_opset=10)
-class IsInf(Unary):
+class IsInf(UnaryPredicate):
     """``Y = isinf(X)`` (bool); ``detect_positive``/``detect_negative`` pick the signs."""
-
-    out_dtype = np.dtype(np.bool_)
-    widen_low_precision = False
 
     @staticmethod
     def fn(xp, x, layer):

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from dist_rt.errors import UnsupportedOpError
-from dist_rt.ops._op import Op, TensorDesc, check_inputs, normalize_axis, register_op
+from dist_rt.ops._op import SameShapeOp, normalize_axis, register_op
 
 
 @register_op("LpNormalization", since_opset=1)
-class LpNormalization(Op):
+class LpNormalization(SameShapeOp):
     """ONNX LpNormalization: attributes axis (-1), p (2)."""
-
-    @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 1)
-        return [TensorDesc(inputs[0].dtype, inputs[0].shape)]
 
     @classmethod
     def _run(cls, layer, inputs, rt):

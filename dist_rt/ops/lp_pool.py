@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from dist_rt.ops._op import Op, register_op
-from dist_rt.ops._pool import geometry, pool_infer, pooled_windows
+from dist_rt.ops._op import register_op
+from dist_rt.ops._pool import WindowPool, geometry, pooled_windows
 
 
 @register_op("LpPool", since_opset=1)
-class LpPool(Op):
+class LpPool(WindowPool):
     """ONNX LpPool (opsets 1-22): attribute ``p`` (default 2), pads, strides, dilations."""
-
-    @classmethod
-    def infer(cls, layer, inputs):
-        return pool_infer(layer, inputs)
 
     @classmethod
     def _run(cls, layer, inputs, rt):

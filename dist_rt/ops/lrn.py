@@ -7,26 +7,17 @@
 from __future__ import annotations
 
 from dist_rt.errors import ShapeError
-from dist_rt.ops._norm import compute_dtype
-from dist_rt.ops._op import Op, TensorDesc, check_inputs, register_op
-from dist_rt.ops._window import pad_spatial, spatial_shape
+from dist_rt.ops._norm import ChannelNorm, compute_dtype
+from dist_rt.ops._op import register_op
+from dist_rt.ops._window import pad_spatial
 
 
 @register_op("LRN", since_opset=1)
-class LRN(Op):
+class LRN(ChannelNorm):
     """ONNX LRN: attributes size (required), alpha, beta, bias."""
 
     @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 1)
-        spatial_shape(layer, inputs[0].shape)
-        return [TensorDesc(inputs[0].dtype, inputs[0].shape)]
-
-    @classmethod
-    def _run(cls, layer, inputs, rt):
-        xp = rt.xp
-        x = inputs[0]
-        spatial_shape(layer, x.shape)
+    def normalize(cls, layer, xp, x):
         size = int(layer.attr("size", 0))
         if size < 1:
             raise ShapeError(f"layer '{layer.name}' (LRN): attribute size is {size}, expected "
@@ -41,4 +32,4 @@ class LRN(Op):
         c = x.shape[1]
         total = sum(padded[..., i:i + c] for i in range(size))
         y = xc / (bias + alpha / size * xp.moveaxis(total, -1, 1)) ** beta
-        return [y.astype(x.dtype, copy=False)]
+        return y.astype(x.dtype, copy=False)

@@ -4,17 +4,12 @@
 from __future__ import annotations
 
 from dist_rt.ops._norm import compute_dtype
-from dist_rt.ops._op import Op, TensorDesc, check_inputs, normalize_axis, register_op
+from dist_rt.ops._op import SameShapeOp, normalize_axis, register_op
 
 
 @register_op("MeanVarianceNormalization", since_opset=9)
-class MeanVarianceNormalization(Op):
+class MeanVarianceNormalization(SameShapeOp):
     """ONNX MeanVarianceNormalization: attribute axes."""
-
-    @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 1)
-        return [TensorDesc(inputs[0].dtype, inputs[0].shape)]
 
     @classmethod
     def _run(cls, layer, inputs, rt):

@@ -11,7 +11,4 @@ class ReduceMax(Reduce):
     """``Y = max(X, axes)``; an empty set gives the lowest value."""
 
     identity = "max"
-
-    @staticmethod
-    def reduce(xp, x, axes, keepdims):
-        return xp.max(x, axis=axes, keepdims=keepdims)
+    xp_name = "max"

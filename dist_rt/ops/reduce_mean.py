@@ -10,6 +10,4 @@ from dist_rt.ops._reduce import Reduce
 class ReduceMean(Reduce):
     """``Y = mean(X, axes)``."""
 
-    @staticmethod
-    def reduce(xp, x, axes, keepdims):
-        return xp.mean(x, axis=axes, keepdims=keepdims)
+    xp_name = "mean"

@@ -11,7 +11,4 @@ class ReduceMin(Reduce):
     """``Y = min(X, axes)``; an empty set gives the highest value."""
 
     identity = "min"
-
-    @staticmethod
-    def reduce(xp, x, axes, keepdims):
-        return xp.min(x, axis=axes, keepdims=keepdims)
+    xp_name = "min"

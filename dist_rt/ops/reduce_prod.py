@@ -11,7 +11,4 @@ class ReduceProd(Reduce):
     """``Y = prod(X, axes)``."""
 
     identity = 1.0
-
-    @staticmethod
-    def reduce(xp, x, axes, keepdims):
-        return xp.prod(x, axis=axes, keepdims=keepdims)
+    xp_name = "prod"

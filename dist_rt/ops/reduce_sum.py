@@ -11,7 +11,4 @@ class ReduceSum(Reduce):
     """``Y = sum(X, axes)``."""
 
     axes_input_since = 13
-
-    @staticmethod
-    def reduce(xp, x, axes, keepdims):
-        return xp.sum(x, axis=axes, keepdims=keepdims)
+    xp_name = "sum"

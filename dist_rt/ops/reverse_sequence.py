@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from dist_rt.errors import ShapeError
-from dist_rt.ops._op import Op, TensorDesc, check_inputs, register_op
+from dist_rt.ops._op import SameShapeOp, register_op
 from dist_rt.ops._tensor_util import fmt, here, host_ints
 
 
 @register_op("ReverseSequence", since_opset=10)
-class ReverseSequence(Op):
+class ReverseSequence(SameShapeOp):
     """Attributes ``batch_axis`` (default 1) and ``time_axis`` (default 0), each 0 or 1."""
 
-    @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 2)
-        return [TensorDesc(inputs[0].dtype, inputs[0].shape)]
+    arity = (2, 2)
 
     @classmethod
     def _run(cls, layer, inputs, rt):

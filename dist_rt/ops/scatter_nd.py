@@ -6,19 +6,16 @@ With ``k = indices.shape[-1]``, ``updates.shape = indices.shape[:-1] + data.shap
 from __future__ import annotations
 
 from dist_rt.errors import ShapeError
-from dist_rt.ops._op import Op, TensorDesc, check_inputs, register_op
+from dist_rt.ops._op import SameShapeOp, register_op
 from dist_rt.ops._tensor_util import fmt, here
 from dist_rt.ops.scatter_elements import scatter_at
 
 
 @register_op("ScatterND", since_opset=11)
-class ScatterND(Op):
+class ScatterND(SameShapeOp):
     """Inputs ``data, indices, updates``; attribute ``reduction`` (16+: add/mul, 18+: max/min)."""
 
-    @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 3)
-        return [TensorDesc(inputs[0].dtype, inputs[0].shape)]
+    arity = (3, 3)
 
     @classmethod
     def _run(cls, layer, inputs, rt):

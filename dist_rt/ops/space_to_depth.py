@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 from dist_rt.errors import ShapeError
-from dist_rt.ops._op import Op, TensorDesc, check_inputs, register_op
-from dist_rt.ops._tensor_util import dims_product_ratio, fmt, here
+from dist_rt.ops._op import register_op
+from dist_rt.ops._tensor_util import BlockRearrange, dims_product_ratio, fmt, here
 
 
 @register_op("SpaceToDepth", since_opset=1)
-class SpaceToDepth(Op):
+class SpaceToDepth(BlockRearrange):
     """``(N, C, H, W) -> (N, C * b**2, H / b, W / b)``."""
 
     @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 1)
-        x = inputs[0]
-        b = int(layer.attr("blocksize"))
-        if x.shape is None:
-            return [TensorDesc(x.dtype, (None,) * 4)]
-        if len(x.shape) != 4:
-            raise ShapeError(f"{here(layer)}input {fmt(x.shape)} must be 4-D NCHW")
-        n, c, h, w = x.shape
+    def out_dims(cls, layer, b, n, c, h, w):
         try:
             hw = [dims_product_ratio([d], [b]) for d in (h, w)]
         except ValueError:
-            raise ShapeError(f"{here(layer)}spatial dims of {fmt(x.shape)} are not divisible "
-                             f"by blocksize {b}") from None
-        return [TensorDesc(x.dtype, (n, c * b * b if isinstance(c, int) else None, *hw))]
+            raise ShapeError(f"{here(layer)}spatial dims of {fmt((n, c, h, w))} are not "
+                             f"divisible by blocksize {b}") from None
+        return (n, c * b * b if isinstance(c, int) else None, *hw)
 
     @classmethod
     def _run(cls, layer, inputs, rt):

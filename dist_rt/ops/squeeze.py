@@ -8,10 +8,10 @@ from dist_rt.ops._tensor_util import (
     axes_list,
     fmt,
     here,
-    host_ints,
     normalize_axes,
+    reshaped_input,
+    run_axes,
     set_sym,
-    sym_value,
 )
 
 
@@ -46,17 +46,9 @@ class Squeeze(Op):
             set_sym(layer, [None])
             return [TensorDesc(x.dtype, None)]
         shape = squeeze_shape(layer, x.shape, axes if given else None)
-        set_sym(layer, [sym_value(layer, 0, inputs)])
-        value = None if x.value is None or shape is None else x.value.reshape(shape)
-        return [TensorDesc(x.dtype, shape, value)]
+        return [reshaped_input(layer, inputs, shape)]
 
     @classmethod
     def _run(cls, layer, inputs, rt):
         x = inputs[0]
-        if layer.attr("axes") is not None:
-            axes = [int(a) for a in layer.attr("axes")]
-        elif len(inputs) > 1 and inputs[1] is not None:
-            axes = host_ints(inputs[1])
-        else:
-            axes = None
-        return [x.reshape(squeeze_shape(layer, x.shape, axes))]
+        return [x.reshape(squeeze_shape(layer, x.shape, run_axes(layer, inputs, 1)))]

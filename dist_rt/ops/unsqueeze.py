@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dist_rt.errors import ShapeError
 from dist_rt.ops._op import Op, TensorDesc, check_inputs, register_op
-from dist_rt.ops._tensor_util import axes_list, here, host_ints, normalize_axes, set_sym, sym_value
+from dist_rt.ops._tensor_util import (
+    axes_list,
+    here,
+    normalize_axes,
+    reshaped_input,
+    run_axes,
+    set_sym,
+)
 
 
 def unsqueeze_shape(layer, shape, axes: list[int]):
@@ -31,15 +38,9 @@ class Unsqueeze(Op):
             set_sym(layer, [None])
             return [TensorDesc(x.dtype, None)]
         shape = unsqueeze_shape(layer, x.shape, axes)
-        set_sym(layer, [sym_value(layer, 0, inputs)])
-        value = None if x.value is None else x.value.reshape(shape)
-        return [TensorDesc(x.dtype, shape, value)]
+        return [reshaped_input(layer, inputs, shape)]
 
     @classmethod
     def _run(cls, layer, inputs, rt):
         x = inputs[0]
-        if layer.attr("axes") is not None:
-            axes = [int(a) for a in layer.attr("axes")]
-        else:
-            axes = host_ints(inputs[1])
-        return [x.reshape(unsqueeze_shape(layer, x.shape, axes))]
+        return [x.reshape(unsqueeze_shape(layer, x.shape, run_axes(layer, inputs, 1)))]

@@ -24,8 +24,8 @@ from dist_rt.errors import (
     PlanMismatchError,
     where,
 )
-from dist_rt.network import format_shape
 from dist_rt.runtime.backends import get_backend
+from dist_rt.runtime.inputs import check_shape
 
 
 class ExecutionContext:
@@ -54,6 +54,11 @@ class ExecutionContext:
         net = engine.network
         net.toposort()
         self._layers = list(net.layers)
+        # Sequence (list) and optional (None or value) bindings; every other one is a tensor.
+        self._kinds = {t.name: t.kind for t in [*net.inputs, *net.outputs]
+                       if t.kind != "tensor"}
+        self._plain = not self._kinds and not any(
+            t.kind != "tensor" for lay in net.layers for t in lay.outputs)
         self._rank, self._world = engine.rank, engine.world_size
         self._constants = {t.name: self.backend.to_device(t.weights.numpy())
                            for t in net.constants}
@@ -156,6 +161,9 @@ class ExecutionContext:
         dims: dict[str, tuple[int, str]] = {}
         for name, dtype, shape in self.engine.inputs:
             value = feeds[name]
+            if name in self._kinds:
+                self._check_container(name, self._kinds[name], value, dtype)
+                continue
             if not hasattr(value, "dtype") or not hasattr(value, "shape"):
                 raise InputError(f"{self._prefix()}input '{name}': expected an array, got "
                                  f"{type(value).__name__}")
@@ -163,21 +171,25 @@ class ExecutionContext:
                 raise InputError(f"{self._prefix()}input '{name}': dtype {value.dtype}, "
                                  f"expected {dtypes.name_of(dtype)}")
             got = tuple(int(d) for d in value.shape)
-            if len(got) != len(shape):
-                raise InputError(f"{self._prefix()}input '{name}': shape {got} has rank "
-                                 f"{len(got)}, expected rank {len(shape)} {format_shape(shape)}")
-            for i, (want, have) in enumerate(zip(shape, got, strict=True)):
-                if isinstance(want, int) and want != have:
-                    raise InputError(f"{self._prefix()}input '{name}': shape {got}, expected "
-                                     f"{format_shape(shape)} (dim {i} must be {want})")
-                if isinstance(want, str):
-                    seen = dims.setdefault(want, (have, name))
-                    if seen[0] != have:
-                        raise InputError(
-                            f"{self._prefix()}input '{name}': dim {i} ('{want}') is {have}, but "
-                            f"input '{seen[1]}' gives '{want}' = {seen[0]}")
+            check_shape(name, shape, got, dims, self._prefix())
             self._check_profile(name, got)
         return {k: v for k, (v, _) in dims.items()}
+
+    def _check_container(self, name: str, kind: str, value: Any, dtype: Any) -> None:
+        """Check a sequence (list of arrays) or optional (None, array or list) feed."""
+        if kind == "optional" and value is None:
+            return
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if kind == "sequence" and not isinstance(value, (list, tuple)):
+            raise InputError(f"{self._prefix()}input '{name}': expected a sequence (a list "
+                             f"of arrays), got {type(value).__name__}")
+        for i, item in enumerate(items):
+            if not hasattr(item, "dtype") or not hasattr(item, "shape"):
+                raise InputError(f"{self._prefix()}input '{name}': element {i} is a "
+                                 f"{type(item).__name__}, expected an array")
+            if dtype is not None and np.dtype(item.dtype) != dtype:
+                raise InputError(f"{self._prefix()}input '{name}': element {i} has dtype "
+                                 f"{item.dtype}, expected {dtypes.name_of(dtype)}")
 
     def _check_profile(self, name: str, got: tuple[int, ...]) -> None:
         if not self.engine.profiles:
@@ -216,12 +228,12 @@ class ExecutionContext:
                 f"communicator with set_communicator() before execute()")
         backend, rt = self.backend, self._rt
         run_graph = getattr(backend.module, "execute_network", None)
-        if run_graph is not None and self.use_cuda_graph and not self.profiling:
+        if (run_graph is not None and self.use_cuda_graph and not self.profiling
+                and self._plain):
             return run_graph(self, feeds, copy_outputs)  # CUDA graph capture/replay
         values = dict(self._constants)
         for name, value in feeds.items():
-            values[name] = backend.to_device(value if backend.name != "cpu"
-                                             else np.asarray(value))
+            values[name] = self._device(value)
         for step, layer in enumerate(self._layers):
             ins = [None if t is None else values[t.name] for t in layer.inputs]
             if self.profiling:
@@ -246,7 +258,15 @@ class ExecutionContext:
             return {t.name: values[t.name] for t in self.engine.network.outputs}
         return {t.name: self._host(values[t.name], feeds) for t in self.engine.network.outputs}
 
-    def _host(self, value: Any, feeds: Mapping[str, Any]) -> np.ndarray:
+    def _device(self, value: Any) -> Any:
+        if value is None or isinstance(value, (list, tuple)):  # optional, sequence
+            return None if value is None else [self._device(v) for v in value]
+        return self.backend.to_device(value if self.backend.name != "cpu"
+                                      else np.asarray(value))
+
+    def _host(self, value: Any, feeds: Mapping[str, Any]) -> Any:
+        if value is None or isinstance(value, (list, tuple)):  # optional, sequence
+            return None if value is None else [self._host(v, feeds) for v in value]
         out = self.backend.to_host(value)
         # Never hand back the caller's own array or a read-only view of the weights.
         if any(out is f for f in feeds.values()) or not out.flags.writeable:

@@ -43,6 +43,34 @@ def parse_shapes(text: str | None) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def check_shape(name: str, shape: Sequence, got: tuple[int, ...],
+                symbols: dict[str, tuple[int, str]], prefix: str = "") -> None:
+    """Check a concrete input shape against its binding's (possibly symbolic) shape.
+
+    Args:
+        name: The input's name.
+        shape: The binding's shape: int dims must match, str dims name a symbol.
+        got: The concrete shape.
+        symbols: Symbol -> (value, input that set it); filled in and checked across calls.
+        prefix: Prepended to error messages (rank, context).
+
+    Raises:
+        InputError: Wrong rank, a static dim differs, or a symbol gets two values.
+    """
+    if len(got) != len(shape):
+        raise InputError(f"{prefix}input '{name}': shape {got} has rank {len(got)}, expected "
+                         f"rank {len(shape)} {format_shape(shape)}")
+    for i, (want, have) in enumerate(zip(shape, got, strict=True)):
+        if isinstance(want, int) and want != have:
+            raise InputError(f"{prefix}input '{name}': shape {got}, expected "
+                             f"{format_shape(shape)} (dim {i} must be {want})")
+        if isinstance(want, str):
+            seen = symbols.setdefault(want, (have, name))
+            if seen[0] != have:
+                raise InputError(f"{prefix}input '{name}': dim {i} ('{want}') is {have}, but "
+                                 f"input '{seen[1]}' gives '{want}' = {seen[0]}")
+
+
 def resolve_shapes(bindings: Sequence[tuple[str, np.dtype, tuple]],
                    given: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
     """Concrete shapes for every input: given ones checked, symbolic dims defaulted.
@@ -55,26 +83,17 @@ def resolve_shapes(bindings: Sequence[tuple[str, np.dtype, tuple]],
         Input name -> shape.
 
     Raises:
-        InputError: A given name is not an input, or a given shape contradicts the model.
+        InputError: A given name is not an input, or a given shape contradicts the model
+            (see :func:`check_shape`).
     """
     names = [n for n, _, _ in bindings]
     unknown = sorted(set(given) - set(names))
     if unknown:
         raise InputError(f"unknown input(s) {unknown}; the model's inputs are {names}")
-    symbols: dict[str, int] = {}
+    symbols: dict[str, tuple[int, str]] = {}
     for name, _, shape in bindings:
-        if name not in given:
-            continue
-        got = tuple(int(d) for d in given[name])
-        if len(got) != len(shape):
-            raise InputError(f"input '{name}': shape {got} has rank {len(got)}, the model "
-                             f"expects {format_shape(shape)}")
-        for i, (want, have) in enumerate(zip(shape, got, strict=True)):
-            if isinstance(want, int) and want != have:
-                raise InputError(f"input '{name}': shape {got}, the model expects "
-                                 f"{format_shape(shape)} (dim {i} is {want})")
-            if isinstance(want, str):
-                symbols.setdefault(want, have)
+        if name in given:
+            check_shape(name, shape, tuple(int(d) for d in given[name]), symbols)
     out = {}
     for name, _, shape in bindings:
         if name in given:
@@ -85,11 +104,11 @@ def resolve_shapes(bindings: Sequence[tuple[str, np.dtype, tuple]],
             if isinstance(d, int):
                 dims.append(d)
             elif isinstance(d, str) and d in symbols:
-                dims.append(symbols[d])
+                dims.append(symbols[d][0])
             else:
                 dims.append(DEFAULT_BATCH if i == 0 else DEFAULT_SEQ)
                 if isinstance(d, str):
-                    symbols[d] = dims[-1]
+                    symbols[d] = (dims[-1], name)
         out[name] = tuple(dims)
     return out
 

@@ -156,6 +156,73 @@ class TestKernels:
                                    af / (1 + np.exp(-af)) * bf, atol=TOL[dt] * 10,
                                    rtol=TOL[dt])
 
+    def test_rope_half(self, cp, backend, dt):
+        from dist_rt.runtime.cuda import kernels
+
+        rng = np.random.default_rng(4)
+        x_bshd = rng.standard_normal((2, 9, 3, 16)).astype(_dtype(dt))
+        cos, sin = (rng.standard_normal((1, 1, 9, 16)).astype(_dtype(dt)) for _ in range(2))
+        xf = x_bshd.transpose(0, 2, 1, 3).astype(np.float32)
+        rot = np.concatenate([-xf[..., 8:], xf[..., :8]], axis=-1)
+        ref = xf * cos.astype(np.float32) + rot * sin.astype(np.float32)
+        (y,) = kernels.rope_half(_Layer("RotaryHalf", "dist_rt"),
+                                 [cp.asarray(x_bshd).transpose(0, 2, 1, 3), cp.asarray(cos),
+                                  cp.asarray(sin)], None)
+        np.testing.assert_allclose(cp.asnumpy(y).astype(np.float32), ref, atol=TOL[dt] * 10,
+                                   rtol=TOL[dt])
+
+    @pytest.mark.parametrize("a_shape, b_shape", [((3, 5, 40), (40, 24)), ((1, 1, 64), (64, 7)),
+                                                  ((7, 33), (33, 16)),
+                                                  ((2, 3, 9, 16), (2, 3, 16, 5))])
+    def test_matmul_direct_cublas(self, cp, backend, dt, a_shape, b_shape):
+        from dist_rt.runtime.cuda import kernels
+
+        rng = np.random.default_rng(5)
+        a = rng.standard_normal(a_shape).astype(_dtype(dt))
+        b = rng.standard_normal(b_shape).astype(_dtype(dt))
+        ref = a.astype(np.float64) @ b.astype(np.float64)
+        (y,) = kernels.matmul(_Layer("MatMul"), [cp.asarray(a), cp.asarray(b)], None)
+        err = np.linalg.norm(cp.asnumpy(y).astype(np.float64) - ref) / np.linalg.norm(ref)
+        assert y.shape == ref.shape and err < TOL[dt] * 5
+
+    def test_matmul_captures(self, cp, backend, dt):
+        from dist_rt.runtime.cuda import kernels
+
+        rng = np.random.default_rng(6)
+        a = cp.asarray(rng.standard_normal((4, 8, 64)).astype(_dtype(dt)))
+        b = cp.asarray(rng.standard_normal((64, 32)).astype(_dtype(dt)))
+        stream = cp.cuda.Stream(non_blocking=True)
+        with stream:
+            (want,) = kernels.matmul(_Layer("MatMul"), [a, b], None)  # handle made eagerly
+            stream.begin_capture()
+            (y,) = kernels.matmul(_Layer("MatMul"), [a, b], None)
+            graph = stream.end_capture()
+            y.fill(0)
+            graph.launch(stream)
+            stream.synchronize()
+        np.testing.assert_array_equal(cp.asnumpy(y), cp.asnumpy(want))
+
+    @pytest.mark.parametrize("s", [40, 67])
+    def test_attention_causal_chunks(self, cp, backend, dt, s, monkeypatch):
+        from dist_rt.ops._op import RunContext
+        from dist_rt.ops.fused_attention import FusedAttention
+        from dist_rt.runtime.cuda import kernels
+
+        monkeypatch.setattr(kernels, "CAUSAL_CHUNK_ROWS", 8)  # 5 and 8 uneven chunks
+        rng = np.random.default_rng(7)
+        b, hq, hkv, d = 2, 6, 2, 32
+        q = rng.standard_normal((b, hq, s, d)).astype(_dtype(dt))
+        k_bshd, v_bshd = (rng.standard_normal((b, s, hkv, d)).astype(_dtype(dt))
+                          for _ in range(2))
+        layer = _Layer("Attention", "dist_rt", 1, causal=1, num_heads=hq, kv_num_heads=hkv,
+                       scale=1 / math.sqrt(d))
+        (ref,) = FusedAttention._run(layer, [q, *(np.ascontiguousarray(x.transpose(0, 2, 1, 3))
+                                                  for x in (k_bshd, v_bshd))], RunContext())
+        (y,) = kernels.attention(layer, [cp.asarray(q)] + [cp.asarray(x).transpose(0, 2, 1, 3)
+                                                          for x in (k_bshd, v_bshd)], None)
+        np.testing.assert_allclose(cp.asnumpy(y).astype(np.float32), ref.astype(np.float32),
+                                   atol=TOL[dt] * 5, rtol=TOL[dt] * 5)
+
     @pytest.mark.parametrize("s, skv, causal", [(1, 77, 1), (5, 5, 1), (3, 40, 0),
                                                 (40, 40, 1), (33, 70, 1), (64, 64, 0)])
     def test_attention_vs_reference(self, cp, backend, dt, s, skv, causal):
@@ -223,14 +290,17 @@ class TestEngine:
             dev = graph.execute(sample_inputs(cfg, 1, 9), copy_outputs=False)["logits"]
             assert isinstance(dev, cp.ndarray)
 
-    @pytest.mark.xfail(reason="CuPy refuses cuBLAS calls while a stream captures "
-                              "(cublas.setStream raises NotImplementedError); needs GEMMs "
-                              "through a direct cuBLAS binding", strict=False)
-    def test_graph_is_captured(self, cp, backend):
+    @pytest.mark.parametrize("seq", [9, 40])  # 40: attention's long-query (cuBLAS) path
+    def test_graph_is_captured(self, cp, backend, seq):
         from dist_rt.models.llama import sample_inputs
 
         cfg, _, engine = _llama_engine("fp16")
-        with engine.create_execution_context() as ctx:
-            ctx.execute(sample_inputs(cfg, 1, 9))
+        with engine.create_execution_context() as ctx, \
+                engine.create_execution_context() as eager:
+            eager.use_cuda_graph = False
+            for seed in range(3):  # capture, then two replays on fresh inputs
+                feeds = sample_inputs(cfg, 2, seq, seed=seed)
+                np.testing.assert_allclose(ctx.execute(feeds)["logits"],
+                                           eager.execute(feeds)["logits"], atol=1e-3)
             entries = list(ctx._cuda_graph_runner.graphs.values())
         assert [e.fallback for e in entries] == [None]

@@ -39,6 +39,7 @@ class BuildState:
     notes: dict[str, str] = field(default_factory=dict)
 
 
+#: ``run(network, state) -> summary``: edits ``network`` in place, returns one log line.
 Pass = Callable[["Network", BuildState], str]
 
 #: Fusion passes run at optimization level >= 2, in list order (another module appends).

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from dist_rt.builder.passes import BuildState
+from dist_rt.builder.passes._util import binding_names
 from dist_rt.network import Network, Tensor
 
 #: Constants up to this many elements are merged by value (bigger ones are real weights,
@@ -62,17 +63,9 @@ def _merge_constants(network: Network, keep: set[str]) -> dict[str, Tensor]:
 
 
 def run(network: Network, state: BuildState) -> str:
-    """Merge duplicate small constants and duplicate deterministic layers, then prune.
-
-    Args:
-        network: The network to edit in place.
-        state: The shared build state (unused).
-
-    Returns:
-        A summary line.
-    """
+    """Merge duplicate small constants and duplicate deterministic layers, then prune."""
     network.toposort()
-    bindings = {t.name for t in network.inputs} | {t.name for t in network.outputs}
+    bindings = binding_names(network)
     rename = _merge_constants(network, bindings)
     merged_constants = len(rename)
     seen: dict[Any, Any] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dist_rt import dtypes
 from dist_rt.builder.passes import BuildState
+from dist_rt.builder.passes._util import binding_names, remove_and_prune
 from dist_rt.errors import DistRtError
 from dist_rt.network import Layer, Network, Tensor
 
@@ -53,7 +54,7 @@ def _is_noop(layer: Layer, consumers: dict[str, list[Layer]], outputs: set[str])
 def _bypass(network: Network, layer: Layer) -> bool:
     src, dst = layer.inputs[0], layer.outputs[0]
     if dst in network.outputs:
-        bindings = {t.name for t in network.inputs} | {t.name for t in network.outputs}
+        bindings = binding_names(network)
         if src.producer is None or src.name in bindings:
             return False
         # Hand the binding name to the input tensor; the layer's output disappears.
@@ -66,15 +67,7 @@ def _bypass(network: Network, layer: Layer) -> bool:
 
 
 def run(network: Network, state: BuildState) -> str:
-    """Bypass no-op layers and prune dead ones.
-
-    Args:
-        network: The network to edit in place.
-        state: The shared build state (unused).
-
-    Returns:
-        A summary line.
-    """
+    """Bypass no-op layers and prune dead ones."""
     network.toposort()
     outputs = {t.name for t in network.outputs}
     consumers = network.consumers()
@@ -82,12 +75,5 @@ def run(network: Network, state: BuildState) -> str:
     for layer in list(network.layers):
         if _is_noop(layer, consumers, outputs) and _bypass(network, layer):
             removed.append(layer)
-    for layer in removed:
-        layer.outputs = [t for t in layer.outputs if network.tensors.get(t.name) is t]
-    network.layers = [lay for lay in network.layers if all(lay is not r for r in removed)]
-    for layer in removed:
-        for t in layer.outputs:
-            if t.producer is layer and network.tensors.get(t.name) is t:
-                del network.tensors[t.name]
-    dead = network.prune()
+    dead = remove_and_prune(network, removed)
     return f"removed {len(removed)} no-op layers, {dead} dead layers"

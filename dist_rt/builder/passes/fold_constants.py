@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from dist_rt.builder.passes import BuildState
+from dist_rt.builder.passes._util import remove_and_prune
 from dist_rt.errors import DistRtError
 from dist_rt.network import Layer, Network
 from dist_rt.ops import RunContext
@@ -50,15 +51,7 @@ def _run_on_constants(layer: Layer) -> list[np.ndarray] | None:
 
 
 def run(network: Network, state: BuildState) -> str:
-    """Replace layers whose every output value is known with constants, then prune.
-
-    Args:
-        network: The network to edit in place.
-        state: The shared build state (unused).
-
-    Returns:
-        A summary line.
-    """
+    """Replace layers whose every output value is known with constants, then prune."""
     known = network.infer_shapes()
     input_names = {t.name for t in network.inputs}
     folded = []
@@ -74,6 +67,5 @@ def run(network: Network, state: BuildState) -> str:
                 continue
         _to_constant(layer, values)
         folded.append(layer)
-    network.remove_layers(folded)
-    pruned = network.prune()
+    pruned = remove_and_prune(network, folded)
     return f"folded {len(folded)} layers, pruned {pruned}"

@@ -10,6 +10,8 @@ What the pass does, in order:
    ``Constant.value``) are switched to the compute dtype so no fp32 creeps back in.
 4. Layers whose math loses too much in 16 bits (softmax, normalizations, reductions of sums
    of squares) run in fp32: their float inputs are cast up and their outputs cast back.
+   Not on CUDA for last-axis RMSNormalization and Softmax: their kernels load 16-bit values
+   and compute in fp32 already, so the casts would only add two passes over the tensor.
 
 float64 tensors are left alone: a model that asks for doubles means it.
 """
@@ -31,6 +33,34 @@ FP32_OPS = frozenset({"Softmax", "LogSoftmax", "LayerNormalization", "RMSNormali
                       "SimplifiedLayerNormalization", "SkipLayerNormalization",
                       "GroupNormalization", "InstanceNormalization", "ReduceSumSquare",
                       "ReduceLogSumExp", "ReduceL2"})
+#: Ops whose CUDA kernels already read 16-bit tensors and compute in fp32 inside (see
+#: dist_rt/runtime/cuda/kernels.py), for the last axis only: no casts around them on CUDA.
+CUDA_NATIVE_16BIT = frozenset({"RMSNormalization", "Softmax"})
+
+
+def _on_cuda(state: BuildState) -> bool:
+    device = state.config.device
+    if device == "auto":
+        from dist_rt.runtime.backends import resolve_device  # noqa: PLC0415 - CUDA probe
+
+        device = resolve_device(device)
+    return device == "cuda"
+
+
+def _native_16bit(layer: Layer) -> bool:
+    """True when the CUDA kernel of ``layer`` takes its 16-bit inputs as they are."""
+    if layer.op_type not in CUDA_NATIVE_16BIT or layer.domain not in ("", "ai.onnx"):
+        return False
+    x = layer.inputs[0]
+    rank = None if x is None or x.shape is None else len(x.shape)
+    axis = int(layer.attr("axis", -1))
+    if rank is None or not (axis == -1 or axis == rank - 1):
+        return False
+    if layer.op_type == "Softmax":
+        return layer.opset >= 13
+    # RMSNormalization: the kernel wants a 1-D scale of the input's dtype (a cast weight).
+    w = layer.inputs[1] if len(layer.inputs) > 1 else None
+    return w is not None and w.shape is not None and len(w.shape) == 1 and w.dtype == x.dtype
 
 
 def _cast(network: Network, src: Tensor, dtype: np.dtype, name: str | None = None) -> Tensor:
@@ -117,7 +147,8 @@ def run(network: Network, state: BuildState) -> str:
             outputs += 1
     # Re-infer so every intermediate takes the compute dtype, then pin fp32 islands.
     network.infer_shapes()
-    islands = [lay for lay in network.layers if lay.op_type in FP32_OPS]
+    native = _native_16bit if _on_cuda(state) else (lambda layer: False)
+    islands = [lay for lay in network.layers if lay.op_type in FP32_OPS and not native(lay)]
     for layer in islands:
         _keep_fp32(network, layer, low)
     network.infer_shapes()

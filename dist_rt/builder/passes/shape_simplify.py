@@ -165,12 +165,7 @@ def _expand_target(layer: Layer, elems: list[Elem], allow_free: bool) -> list[in
 def run(network: Network, state: BuildState) -> str:
     """Replace computed Reshape/Expand targets by constants where provably equivalent.
 
-    Args:
-        network: The network to edit in place.
-        state: The shared build state (unused).
-
-    Returns:
-        A summary line.
+    ``state.config.profiles`` tells whether a dim can be 0 at run time.
     """
     network.toposort()
     shapes_before = sum(lay.op_type == "Shape" for lay in network.layers)

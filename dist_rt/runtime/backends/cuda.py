@@ -3,8 +3,9 @@
 Every op's reference ``_run`` is written against ``rt.xp``, so with ``xp = cupy`` all ops
 run on the GPU unchanged; :mod:`dist_rt.runtime.cuda.kernels` overrides the hot ones
 (attention, RMSNorm, softmax, SiLU) with fused NVRTC kernels that compute in float32 for
-16-bit tensors. Matrix products go to cuBLAS through ``cupy.matmul`` (tensor cores for
-fp16/bf16, float32 accumulation).
+16-bit tensors. Matrix products call cuBLAS directly (:mod:`dist_rt.runtime.cuda.cublas`:
+tensor cores for fp16/bf16, float32 accumulation), because CuPy's own cuBLAS wrappers refuse
+to run while a stream is being captured.
 
 ``execute_network`` runs a whole engine as a captured CUDA graph per input-shape signature
 (:mod:`dist_rt.runtime.cuda.graph`); ``ExecutionContext`` delegates to it unless graphs are
@@ -60,16 +61,31 @@ def make_run_context(**kw: Any) -> RunContext:
     return RunContext(xp=cupy, backend=name, stream=cupy.cuda.get_current_stream(), **kw)
 
 
+#: id(layer) -> (layer, host input positions, fused wrapper or None): the per-layer dispatch
+#: decisions, made once instead of on every call (the layer is kept so an id is never reused).
+_DISPATCH: dict[int, tuple[Any, tuple[int, ...], Any]] = {}
+_DISPATCH_LIMIT = 200_000
+
+
+def dispatch(layer: Any) -> tuple[tuple[int, ...], Any]:
+    """``(host input positions, fused kernel wrapper or None)`` of a layer, cached."""
+    entry = _DISPATCH.get(id(layer))
+    if entry is None or entry[0] is not layer:
+        if len(_DISPATCH) > _DISPATCH_LIMIT:
+            _DISPATCH.clear()
+        entry = _DISPATCH[id(layer)] = (layer, host_indices(layer), kernels.lookup(layer))
+    return entry[1], entry[2]
+
+
 def run_layer(layer: Any, inputs: Sequence[Any], rt: RunContext) -> list[Any]:
     """Run one layer: its fused kernel when one is registered and accepts the inputs.
 
     Host NumPy inputs (small shape values) stay on the host where the op reads them as
     shapes and are uploaded everywhere else.
     """
-    host = host_indices(layer)
+    host, fused = dispatch(layer)
     ins = [a if a is None or isinstance(a, cupy.ndarray) or i in host else cupy.asarray(a)
            for i, a in enumerate(inputs)]
-    fused = kernels.lookup(layer)
     if fused is not None:
         out = fused(layer, ins, rt)
         if out is not None:

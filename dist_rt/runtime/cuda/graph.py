@@ -8,12 +8,14 @@ First call for a shape signature (input names, shapes, dtypes):
    Gather(cos)``, casts of weights made by the precision pass). Those layers read shapes
    on the host, which a graph cannot do, and their values cannot change while the shapes
    do not, so they are kept (on the device, and small int ones also on the host).
-2. **Capture** of every other layer on the same stream (relaxed mode, CuPy's default, so
-   the pool may still grow with ``cudaMalloc`` while capturing). Intermediates are dropped
-   after their last reader exactly as in eager mode, so the pool reuses their blocks inside
-   the graph. The pool is private: no other allocation ever receives a block the graph
-   writes. Small int inputs that ops read as shapes (Reshape's target, Slice's starts...)
-   are passed as host NumPy values, so nothing synchronizes inside the capture.
+2. **Capture** of every other layer on the same stream (relaxed mode, so the pool may still
+   grow with ``cudaMalloc`` while capturing). GEMMs go through the direct cuBLAS binding
+   (:mod:`dist_rt.runtime.cuda.cublas`), whose handle and workspace the eager run made.
+   Intermediates are dropped after their last reader exactly as in eager mode, so the pool
+   reuses their blocks inside the graph. The pool is private: no other allocation ever
+   receives a block the graph writes. Small int inputs that ops read as shapes (Reshape's
+   target, Slice's starts...) are passed as host NumPy values, so nothing synchronizes
+   inside the capture.
 
 Later calls copy the feeds into the captured input buffers and launch the graph: no
 allocation, no Python per layer. Graph memory stays held until the runner is dropped.
@@ -47,6 +49,7 @@ HOST_INPUTS: dict[str, tuple[int, ...]] = {
     "ReduceSumSquare": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "CumSum": (1,),
 }
 _SHAPE_OPS = frozenset({"Shape", "Size"})
+_RELAXED = getattr(cupy.cuda.runtime, "streamCaptureModeRelaxed", 2)
 
 
 def host_indices(layer: Any) -> tuple[int, ...]:
@@ -100,6 +103,7 @@ class CudaGraphRunner:
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.pool = cupy.cuda.MemoryPool()
         self.graphs: dict[tuple, _Captured] = {}
+        self._steps: list[tuple] | None = None
 
     # -- public ------------------------------------------------------------------------------
 
@@ -148,13 +152,16 @@ class CudaGraphRunner:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _inputs(self, layer, values, host: dict[str, np.ndarray]) -> list:
-        ins = [None if t is None else values[t.name] for t in layer.inputs]
-        for i in host_indices(layer):
-            t = layer.inputs[i] if i < len(layer.inputs) else None
-            if t is not None and t.name in host:
-                ins[i] = host[t.name]
-        return ins
+    def _plan(self) -> list[tuple]:
+        """Per layer, once: (layer, input names, host positions, output names, frees)."""
+        if self._steps is None:
+            self._steps = [
+                (layer, [None if t is None else t.name for t in layer.inputs],
+                 tuple(i for i in host_indices(layer) if i < len(layer.inputs)
+                       and layer.inputs[i] is not None),
+                 [t.name for t in layer.outputs], self.free_after[step])
+                for step, layer in enumerate(self.layers)]
+        return self._steps
 
     def _eager(self, feeds: dict[str, Any], record: dict | None,
                skip: bool = False, host: dict | None = None) -> dict[str, Any]:
@@ -164,22 +171,29 @@ class CudaGraphRunner:
         if record is not None and skip:
             values.update(record)
         host = {**self.host_constants, **(host or {})}
-        for step, layer in enumerate(self.layers):
-            if skip and all(t.name in self.fixed_names for t in layer.outputs):
+        run_layer, rt = self.run_layer, ctx._rt
+        keep = record if record is not None else {}
+        for layer, in_names, host_pos, out_names, frees in self._plan():
+            if skip and all(n in self.fixed_names for n in out_names):
                 continue
+            ins = [None if n is None else values[n] for n in in_names]
+            for i in host_pos:
+                value = host.get(in_names[i])
+                if value is not None:
+                    ins[i] = value
             try:
-                outs = self.run_layer(layer, self._inputs(layer, values, host), ctx._rt)
+                outs = run_layer(layer, ins, rt)
             except RuntimeError as exc:  # CuPy's capture errors name no layer
                 raise ExecutionError(f"layer '{layer.name}' ({layer.op_type}): {exc}") from exc
-            if len(outs) < len(layer.outputs):
+            if len(outs) < len(out_names):
                 raise ExecutionError(f"layer '{layer.name}' ({layer.op_type}) returned "
-                                     f"{len(outs)} outputs, expected {len(layer.outputs)}")
-            for t, out in zip(layer.outputs, outs, strict=False):
-                values[t.name] = out
-                if record is not None and not skip and t.name in self.fixed_names:
-                    record[t.name] = out
-            for name in self.free_after[step]:
-                if record is None or name not in record:
+                                     f"{len(outs)} outputs, expected {len(out_names)}")
+            for name, out in zip(out_names, outs, strict=False):
+                values[name] = out
+                if record is not None and not skip and name in self.fixed_names:
+                    record[name] = out
+            for name in frees:
+                if name not in keep:
                     values.pop(name, None)
         return {t.name: values[t.name] for t in ctx.engine.network.outputs}
 
@@ -199,7 +213,9 @@ class CudaGraphRunner:
                     if v.size <= HOST_INT_LIMIT and v.dtype.kind in "iub"}
             self.stream.synchronize()
             entry.keep = list(fixed.values())
-            self.stream.begin_capture()
+            # Relaxed: the private pool may still cudaMalloc a block the warm-up run did not
+            # need (skipped layers change the allocation order); nothing else is unsafe here.
+            self.stream.begin_capture(_RELAXED)
             try:
                 entry.outputs = self._eager(dict(entry.inputs), record=fixed, skip=True,
                                             host=host)

@@ -13,14 +13,18 @@ Registry (domain, op type) -> wrapper:
 ``dist_rt::Silu``          ``silu`` kernel
 ``dist_rt::SiluMul``       ``silu_mul`` kernel (A and B of the same shape)
 ``dist_rt::Attention``     S <= 16 and D <= 128: ``attention_decode`` (flash-style);
-                           else cuBLAS q k^T -> fused scale/causal softmax -> cuBLAS P v
-``MatMul``                 (..., K) @ (K, N) as one flattened 2-D cuBLAS GEMM
+                           else per batch item: cuBLAS scale*q k^T -> in-place causal
+                           softmax -> cuBLAS P v (direct cuBLAS, capturable)
+``dist_rt::RotaryHalf``    ``rope_half`` kernel (x*cos + rotate_half(x)*sin)
+``MatMul``                 (..., K) @ (K, N) as one flattened 2-D GEMM; equal batch dims
+                           as one strided-batched GEMM (direct cuBLAS, capturable)
 ``Gather``                 while capturing a graph: no host bounds check (see gather)
 =========================  =========================================================
 
-Attention's long-query path materializes the scores (B, Hq, S, Skv) in the input dtype:
-cuBLAS tensor cores do both products with float32 accumulation, and the softmax kernel
-reads and writes the scores once. A tensor-core flash kernel would avoid that traffic; it is
+Attention's long-query path materializes the scores (Hq, S, Skv) of one batch item at a
+time in the input dtype (never in fp32): cuBLAS tensor cores do both products with float32
+accumulation and the scale folded into the first, and the softmax kernel reads and writes
+the scores once, in place. A tensor-core flash kernel would avoid that traffic; it is
 the next step (issue 5), not done here.
 """
 
@@ -34,6 +38,7 @@ import cupy
 import numpy as np
 
 from dist_rt import dtypes
+from dist_rt.runtime.cuda import cublas
 from dist_rt.runtime.cuda.source import ATTENTION_WARPS, MAX_HEAD_DIM, SOURCE, TEMPLATES, TYPES
 
 _MODULE: cupy.RawModule | None = None
@@ -131,6 +136,28 @@ def silu_mul(layer, inputs, rt) -> list | None:
     return [_elementwise("silu_mul", [cupy.ascontiguousarray(a), cupy.ascontiguousarray(b)])]
 
 
+def rope_half(layer, inputs, rt) -> list | None:
+    """dist_rt::RotaryHalf with x (B, H, S, D) and cos/sin (..., S, D) of leading ones."""
+    x, cos, sin = inputs
+    if (_type_of(x.dtype) is None or x.ndim != 4 or cos.dtype != x.dtype
+            or sin.dtype != x.dtype or cos.shape != sin.shape or cos.ndim < 2
+            or cos.shape[-2:] != x.shape[-2:] or any(n != 1 for n in cos.shape[:-2])
+            or x.shape[-1] % 2):
+        return None
+    if x.strides[-1] != x.itemsize:
+        x = cupy.ascontiguousarray(x)
+    cos, sin = cupy.ascontiguousarray(cos), cupy.ascontiguousarray(sin)
+    y = cupy.empty(x.shape, dtype=x.dtype)
+    n = y.size
+    if n:
+        b, h, s, d = x.shape
+        blocks = int(min(65535, (n + _THREADS - 1) // _THREADS))
+        _fn("rope_half", x.dtype)((blocks,), (_THREADS,),
+                                  (x, cos, sin, y, np.int32(h), np.int32(s), np.int32(d),
+                                   *(np.int64(v) for v in _elem_strides(x)[:3]), np.int64(n)))
+    return [y]
+
+
 def _elem_strides(x) -> tuple[int, ...]:
     return tuple(s // x.itemsize for s in x.strides)
 
@@ -172,25 +199,108 @@ def attention(layer, inputs, rt) -> list | None:
                  *(np.int64(x) for x in _elem_strides(v)[:3]),
                  np.float32(scale), np.int32(causal)))
         return [y.transpose(0, 2, 1, 3)]
-    # Long queries: (B, Hkv, G*S, D) @ (B, Hkv, D, Skv) on tensor cores, then softmax.
-    if _type_of(q.dtype) == TYPES["bfloat16"]:
-        q, k, v = (x.astype(np.float32) for x in (q, k, v))  # cuBLAS via CuPy lacks bf16
-    qg = cupy.ascontiguousarray(q).reshape(b, hkv, g * s, d)
-    scores = cupy.matmul(qg, k.swapaxes(-1, -2))
-    softmax_rows(scores, scale=scale, causal=bool(causal), s_q=s, offset=skv - s, out=scores)
-    y = cupy.matmul(scores, v).astype(inputs[0].dtype, copy=False)
-    return [y.reshape(b, hq, s, d)]
+    if causal and s == skv and s >= 2 * CAUSAL_CHUNK_ROWS:
+        return [_attention_causal_chunks(q, k, v, scale, g)]
+    # Long queries, per batch item: scores (Hkv, G*S, Skv) = scale * Q K^T on tensor cores
+    # (16-bit scores, float32 accumulation), one in-place causal softmax pass, then P V.
+    # The scores are materialized once, in the input dtype, and one item at a time, so their
+    # buffer is Hkv*G*S*Skv elements, not B times that.
+    if q.strides[-1] != q.itemsize or q.strides[1] != s * q.strides[2]:
+        q = cupy.ascontiguousarray(q)  # (G*S, D) rows of one kv group must be evenly spaced
+    k, v = (x if x.strides[-1] == x.itemsize else cupy.ascontiguousarray(x) for x in (k, v))
+    qs, ks, vs = _elem_strides(q), _elem_strides(k), _elem_strides(v)
+    rows = g * s
+    scores = cupy.empty((hkv, rows, skv), dtype=q.dtype)
+    y = cupy.empty((b, hq, s, d), dtype=q.dtype)
+    isz = q.itemsize
+    for i in range(b):
+        cublas.matmul_batched(
+            q.data.ptr + i * qs[0] * isz, qs[2], g * qs[1], False,
+            k.data.ptr + i * ks[0] * isz, ks[2], ks[1], True,
+            scores.data.ptr, skv, rows * skv, rows, skv, d, hkv, q.dtype, alpha=scale)
+        softmax_rows(scores, causal=bool(causal), s_q=s, offset=skv - s, out=scores)
+        cublas.matmul_batched(
+            scores.data.ptr, skv, rows * skv, False,
+            v.data.ptr + i * vs[0] * isz, vs[2], vs[1], False,
+            y.data.ptr + i * hq * s * d * isz, d, rows * d, rows, d, skv, hkv, q.dtype)
+    return [y]
+
+
+#: Causal self-attention with S >= 2x this many queries is split into query chunks of about
+#: this many rows, each scoring only the keys its causal frontier reaches.
+CAUSAL_CHUNK_ROWS = 256
+_MAX_CAUSAL_CHUNKS = 8
+
+
+def _attention_causal_chunks(q, k, v, scale: float, g: int):
+    """Causal attention (S == Skv) by query chunks: about half the GEMM work and bytes.
+
+    Query chunk ``[i0, i1)`` needs keys ``[0, i1)`` only, so with ``n`` chunks the scores
+    cover ``(n + 1) / (2n)`` of the full square. Per chunk and group head ``g`` (a kv head
+    serves ``G`` query heads), one strided-batched GEMM over all (batch, kv head) items
+    scores the chunk, the softmax kernel masks the diagonal block in place, and a second
+    GEMM writes the chunk's rows of Y. K and V are made contiguous (B, Hkv, S, D) first so
+    one stride walks every (batch, kv head) item.
+    """
+    b, hq, s, d = q.shape
+    hkv = k.shape[1]
+    q, k, v = (cupy.ascontiguousarray(x) for x in (q, k, v))
+    y = cupy.empty((b, hq, s, d), dtype=q.dtype)
+    items, isz = b * hkv, q.itemsize
+    n = max(1, min(_MAX_CAUSAL_CHUNKS, s // CAUSAL_CHUNK_ROWS))
+    bounds = [s * c // n for c in range(n + 1)]
+    rows_max = max(bounds[c + 1] - bounds[c] for c in range(n))
+    scores = cupy.empty(items * rows_max * s, dtype=q.dtype)
+    for c in range(n):
+        i0, i1 = bounds[c], bounds[c + 1]
+        rows, keys = i1 - i0, i1
+        for gi in range(g):
+            # Q rows of head h = hk*G + gi: item (b, hk) at (b*Hkv + hk) * G * S * D.
+            q_ptr = q.data.ptr + ((gi * s) + i0) * d * isz
+            y_ptr = y.data.ptr + ((gi * s) + i0) * d * isz
+            cublas.matmul_batched(q_ptr, d, g * s * d, False, k.data.ptr, d, s * d, True,
+                                  scores.data.ptr, keys, rows * keys, rows, keys, d, items,
+                                  q.dtype, alpha=scale)
+            view = scores[:items * rows * keys]
+            softmax_rows(view.reshape(items * rows, keys), causal=True, s_q=rows, offset=i0,
+                         out=view.reshape(items * rows, keys))
+            cublas.matmul_batched(scores.data.ptr, keys, rows * keys, False, v.data.ptr, d,
+                                  s * d, False, y_ptr, d, g * s * d, rows, d, keys, items,
+                                  q.dtype)
+    return y
 
 
 def matmul(layer, inputs, rt) -> list | None:
-    """(..., M, K) @ (K, N) as one 2-D GEMM over the flattened rows (no batched GEMM)."""
+    """MatMul on direct cuBLAS calls (capturable), for the shapes models use.
+
+    * (..., M, K) @ (K, N): one 2-D GEMM over the flattened rows (CuPy's batched path for a
+      3-D left operand runs ~10x slower than one 2-D GEMM on H100).
+    * (..., M, K) @ (..., K, N) with equal, evenly strided batch dims: one strided-batched
+      GEMM.
+
+    Anything else (1-D operands, broadcasting batch dims, mixed dtypes) returns None and
+    runs ``cupy.matmul``, which cannot be captured.
+    """
     a, b = inputs
-    if b.ndim != 2 or a.ndim < 3 or a.dtype != b.dtype or not a.flags.c_contiguous:
+    if a.dtype != b.dtype or cublas.cuda_type(a.dtype) is None or a.ndim < 2 or b.ndim < 2:
         return None
-    if _type_of(a.dtype) not in (TYPES["float32"], TYPES["float16"]):
+    if b.ndim == 2:
+        if a.ndim > 2 and not a.flags.c_contiguous:
+            a = cupy.ascontiguousarray(a)
+        y = cublas.matmul2d(a.reshape(-1, a.shape[-1]), b)
+        return [y.reshape(*a.shape[:-1], b.shape[1])]
+    if a.shape[:-2] != b.shape[:-2]:
         return None
-    y = cupy.matmul(a.reshape(-1, a.shape[-1]), b)
-    return [y.reshape(*a.shape[:-1], b.shape[1])]
+    a, b = (x if x.flags.c_contiguous else cupy.ascontiguousarray(x) for x in (a, b))
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = a.size // max(m * k, 1) if a.size else int(np.prod(a.shape[:-2]))
+    y = cupy.empty((*a.shape[:-1], n), dtype=a.dtype)
+    if y.size and k == 0:
+        y.fill(0)
+    elif y.size:
+        cublas.matmul_batched(a.data.ptr, k, m * k, False, b.data.ptr, n, k * n, False,
+                              y.data.ptr, n, m * n, m, n, k, batch, a.dtype)
+    return [y]
 
 
 def gather(layer, inputs, rt) -> list | None:
@@ -216,6 +326,7 @@ REGISTRY: dict[tuple[str, str], Callable[..., list | None]] = {
     ("dist_rt", "Silu"): silu,
     ("dist_rt", "SiluMul"): silu_mul,
     ("dist_rt", "Attention"): attention,
+    ("dist_rt", "RotaryHalf"): rope_half,
     ("", "MatMul"): matmul,
     ("", "Gather"): gather,
 }

@@ -12,6 +12,8 @@ Kernels (each templated on the storage type T in {float, h16, b16}):
   causal frontier (row ``r`` of a (G*S)-row group is query ``r % S``; key ``j`` is kept iff
   ``j <= r % S + offset``); rows with no key give zeros.
 * ``silu<T>`` / ``silu_mul<T>``: elementwise ``a * sigmoid(a) (* b)``.
+* ``rope_half<T>``: ``x * cos + rotate_half(x) * sin`` for a strided (B, H, S, D) x and
+  (S, D) tables, written contiguous.
 * ``attention_decode<T>``: flash-style attention for short queries: a block holds one kv
   head and ``NW`` (query, group-head) items, one warp each; 32-key tiles of K and V are
   staged in shared memory as float32, each lane scores one key, and the warp keeps the
@@ -114,6 +116,27 @@ __global__ void silu_mul(const T* a, const T* b, T* y, long long n) {
     }
 }
 
+// y = x * cos + rotate_half(x) * sin; x (B, H, S, D) with element strides (xb, xh, xs) and
+// contiguous d; cos/sin (S, D) contiguous; y (B, H, S, D) contiguous.
+template <typename T>
+__global__ void rope_half(const T* x, const T* c, const T* sn, T* y, int H, int S, int D,
+                          long long xb, long long xh, long long xs, long long n) {
+    int half = D >> 1;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < n;
+         e += (long long)gridDim.x * blockDim.x) {
+        int d = (int)(e % D);
+        long long r = e / D;
+        int si = (int)(r % S);
+        long long r2 = r / S;
+        int h = (int)(r2 % H);
+        long long b = r2 / H;
+        const T* xr = x + b * xb + h * xh + si * xs;
+        float rot = d < half ? -ld(xr + d + half) : ld(xr + d - half);
+        long long t = (long long)si * D + d;
+        st(y + e, ld(xr + d) * ld(c + t) + rot * ld(sn + t));
+    }
+}
+
 // q (B, Hq, S, D), k/v (B, Hkv, Skv, D): element strides given for dims b, h, s (d is
 // contiguous). y is written as (B, S, Hq, D) contiguous. Grid (ceil(S*G/NW), Hkv, B).
 #define NW 8
@@ -190,7 +213,7 @@ __global__ void attention_decode(const T* q, const T* k, const T* v, T* y,
 """
 
 #: Kernel templates, instantiated for each storage type.
-TEMPLATES = ("rmsnorm", "softmax", "silu", "silu_mul", "attention_decode")
+TEMPLATES = ("rmsnorm", "softmax", "silu", "silu_mul", "rope_half", "attention_decode")
 #: Storage type name in the source per NumPy dtype name.
 TYPES = {"float32": "float", "float16": "h16", "bfloat16": "b16"}
 #: Largest head dim of ``attention_decode`` (its shared-memory tile width).
