@@ -62,4 +62,4 @@ class ChannelNorm(SameShapeOp):
     @classmethod
     def _run(cls, layer, inputs, rt):
         spatial_shape(layer, inputs[0].shape)
-        return [cls.normalize(layer, rt.xp, *inputs)]
+        return [cls.normalize(layer, rt.xp, *inputs[:cls.arity[1]])]

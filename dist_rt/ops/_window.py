@@ -148,6 +148,12 @@ class ConvLike(Op):
         """Output spatial sizes for static ``spatial`` and ``kernel``."""
         raise NotImplementedError
 
+    @staticmethod
+    def operands(layer: Any, inputs: Sequence[Any]) -> tuple[Any, Any, Any, int]:
+        """``(X, W, B or None, group)`` of a run."""
+        bias = inputs[2] if len(inputs) > 2 else None
+        return inputs[0], inputs[1], bias, int(layer.attr("group", 1))
+
     @classmethod
     def infer(cls, layer, inputs):
         check_inputs(layer, inputs, 2, 3)

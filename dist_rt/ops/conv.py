@@ -35,9 +35,7 @@ class Conv(ConvLike):
     @classmethod
     def _run(cls, layer, inputs, rt):
         xp = rt.xp
-        x, w = inputs[0], inputs[1]
-        bias = inputs[2] if len(inputs) > 2 else None
-        group = int(layer.attr("group", 1))
+        x, w, bias, group = cls.operands(layer, inputs)
         n, c = x.shape[:2]
         m, cg = w.shape[:2]
         if c != cg * group or m % group:

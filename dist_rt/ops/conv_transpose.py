@@ -68,9 +68,7 @@ class ConvTranspose(ConvLike):
     @classmethod
     def _run(cls, layer, inputs, rt):
         xp = rt.xp
-        x, w = inputs[0], inputs[1]
-        bias = inputs[2] if len(inputs) > 2 else None
-        group = int(layer.attr("group", 1))
+        x, w, bias, group = cls.operands(layer, inputs)
         n, c = x.shape[:2]
         if w.shape[0] != c or c % group:
             raise ShapeError(f"layer '{layer.name}' (ConvTranspose): input {tuple(x.shape)} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dist_rt.ops._elementwise import widen
 from dist_rt.ops._extra_util import fail, scalar
 from dist_rt.ops._op import Op, TensorDesc, check_inputs, register_op
 
@@ -12,14 +13,15 @@ def dft(xp, layer, x, length, axis, inverse, onesided):
     if x.shape[-1] not in (1, 2):
         raise fail(layer, f"input has shape {x.shape}; the last dim must be 1 (real) or 2 "
                           f"(complex)")
-    signal = x[..., 0].astype("float64") if x.shape[-1] == 1 else \
-        x[..., 0].astype("float64") + 1j * x[..., 1].astype("float64")
+    # Keep float32 signals in complex64, as NumPy 2's pocketfft and onnx's outputs do.
+    dtype, x = x.dtype, widen(x)
+    signal = x[..., 0] if x.shape[-1] == 1 else x[..., 0] + 1j * x[..., 1]
     if not 0 <= axis < signal.ndim:
         raise fail(layer, f"axis {axis} is out of range for input rank {x.ndim}")
     if inverse and onesided:
         # One-sided spectrum in, real signal out (irfft); default length 2 * (bins - 1).
         length = 2 * (signal.shape[axis] - 1) if length is None else length
-        return xp.fft.irfft(signal, n=int(length), axis=axis)[..., None].astype(x.dtype)
+        return xp.fft.irfft(signal, n=int(length), axis=axis)[..., None].astype(dtype)
     if length is None:
         length = signal.shape[axis]
     transform = xp.fft.ifft if inverse else xp.fft.fft
@@ -28,7 +30,7 @@ def dft(xp, layer, x, length, axis, inverse, onesided):
         index = [slice(None)] * y.ndim
         index[axis] = slice(0, int(length) // 2 + 1)
         y = y[tuple(index)]
-    return xp.stack([y.real, y.imag], axis=-1).astype(x.dtype)
+    return xp.stack([y.real, y.imag], axis=-1).astype(dtype)
 
 
 @register_op("DFT", since_opset=17)

@@ -508,8 +508,15 @@ def mutate_plan(data: bytes, kind: str, seed: int) -> bytes:
         return data[:r.randrange(len(data))]
     if kind == "append":
         return data + r.randbytes(r.randrange(1, 100))
+    if len(data) < 64:
+        return data
     hlen = PRE.unpack(data[:64])[3]
-    header = json.loads(data[64:64 + hlen])
+    try:
+        header = json.loads(data[64:64 + hlen])
+    except ValueError:  # an earlier mutation already broke the header
+        return data
+    if not isinstance(header, dict):
+        return data
     if kind == "header_edit":
         for _ in range(r.randrange(1, 4)):
             edit_header(header, r)
