@@ -220,14 +220,14 @@ def _interpret(network: Network, feeds: Mapping[str, Any]) -> dict[str, np.ndarr
         if tensor.name not in feeds:
             raise InputError(f"input '{tensor.name}' is missing; the network's inputs are "
                              f"{[t.name for t in network.inputs]}")
-        values[tensor.name] = np.asarray(feeds[tensor.name])
+        values[tensor.name] = _as_array(feeds[tensor.name])
     rt = RunContext()
     for layer in network.layers:
         outs = layer.op.run(layer, [None if t is None else values[t.name]
                                     for t in layer.inputs], rt)
         for tensor, value in zip(layer.outputs, outs, strict=False):
             values[tensor.name] = value
-    return {t.name: np.asarray(values[t.name]) for t in network.outputs}
+    return {t.name: _as_output(values[t.name]) for t in network.outputs}
 
 
 prepare = DistRtBackend.prepare

@@ -113,7 +113,7 @@ def decode_value(obj: Any, where: str) -> Any:
     rec = _expect(obj.get("__ndarray__"), dict, where)
     dtype = parse_dtype(rec.get("dtype"), where)
     shape = parse_shape(rec.get("shape"), where)
-    if dtype == object:
+    if dtype.kind == "O":
         strings = _expect(rec.get("strings"), list, where)
         if len(strings) != int(np.prod(shape, dtype=np.int64)) or not all(
                 isinstance(v, str) for v in strings):

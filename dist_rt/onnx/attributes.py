@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from onnx import AttributeProto, helper, numpy_helper
+from onnx import AttributeProto, GraphProto, helper, numpy_helper
 
 from dist_rt.errors import UnsupportedOpError
 
@@ -52,6 +52,8 @@ def to_attribute(name: str, value: Any, node_name: str = "") -> AttributeProto:
     """
     if isinstance(value, np.ndarray):
         return helper.make_attribute(name, numpy_helper.from_array(value))
+    if isinstance(value, GraphProto):  # a subgraph, already exported by the exporter
+        return helper.make_attribute(name, value)
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, bool):

@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 import onnx
-from onnx import ModelProto, NodeProto, ValueInfoProto, helper
+from onnx import GraphProto, ModelProto, NodeProto, ValueInfoProto, helper
 
 from dist_rt import dtypes
 from dist_rt.errors import ModelError
@@ -24,6 +24,7 @@ from dist_rt.network import Layer, Network, Tensor
 from dist_rt.onnx.attributes import to_attribute
 from dist_rt.onnx.external import ExternalDataWriter, weights_to_tensor
 from dist_rt.onnx.importer import META_PREFIX
+from dist_rt.ops._subgraph import formal_inputs, implicit_names, is_network
 
 #: Domain and opset of dist_rt's own ops in exported models.
 DIST_DOMAIN = "dist_rt"
@@ -81,23 +82,59 @@ def export_onnx(network: Network, *, external_data_path: str | None = None,
     return model
 
 
-def _value_info(tensor: Tensor) -> ValueInfoProto:
+def _value_info(tensor: Tensor, rename: dict[str, str] | None = None) -> ValueInfoProto:
+    name = (rename or {}).get(tensor.name, tensor.name)
     if tensor.dtype is None:
+        if tensor.kind != "tensor":
+            return ValueInfoProto(name=name)  # element type unknown: leave it untyped
         raise ModelError(f"tensor '{tensor.name}' has no dtype; run Network.infer_shapes() "
                          f"before exporting")
     shape = None if tensor.shape is None else list(tensor.shape)
-    return helper.make_tensor_value_info(tensor.name, dtypes.to_onnx(tensor.dtype), shape)
+    if tensor.kind == "sequence":
+        return helper.make_value_info(name, helper.make_sequence_type_proto(
+            helper.make_tensor_type_proto(dtypes.to_onnx(tensor.dtype), None)))
+    if tensor.kind == "optional":
+        return helper.make_value_info(name, helper.make_optional_type_proto(
+            helper.make_tensor_type_proto(dtypes.to_onnx(tensor.dtype), shape)))
+    return helper.make_tensor_value_info(name, dtypes.to_onnx(tensor.dtype), shape)
 
 
-def _node(layer: Layer) -> NodeProto:
+def _graph(sub: Network, rename: dict[str, str]) -> GraphProto:
+    """A nested Network (subgraph attribute) as a GraphProto.
+
+    Its captured outer inputs are not graph inputs in ONNX: readers refer to the outer
+    tensor by name, ``rename`` maps captured names to the current outer names.
+    """
+    sub.toposort()
+    formal = formal_inputs(sub)
+    nodes = [_node(layer, rename) for layer in sub.layers]
+    inits = [weights_to_tensor(t.name, t.weights) for t in sub.constants]
+    # ONNX lets subgraph inputs/outputs be untyped (Loop bodies often are).
+    ins = [_value_info(t) if t.dtype is not None else ValueInfoProto(name=t.name)
+           for t in formal]
+    outs = [_value_info(t, rename) if t.dtype is not None
+            else ValueInfoProto(name=rename.get(t.name, t.name)) for t in sub.outputs]
+    return helper.make_graph(nodes, sub.name, ins, outs, inits)
+
+
+def _node(layer: Layer, rename: dict[str, str] | None = None) -> NodeProto:
+    rename = rename or {}
     attrs = dict(layer.attributes)
+    implicit = implicit_names(layer)
+    inputs = layer.inputs[:len(layer.inputs) - len(implicit)]
+    # Names the subgraphs use for outer tensors -> the names those tensors have now.
+    outer = {name: rename.get(t.name, t.name) for name, t in
+             zip(implicit, layer.inputs[len(inputs):], strict=True)}
+    for key, value in attrs.items():
+        if is_network(value):
+            attrs[key] = _graph(value, outer)
     domain = layer.domain
     if layer.op_type == "DistCollective":
         domain = DIST_DOMAIN
         attrs.setdefault("group_size", int(layer.nb_ranks))
         attrs["group"] = list(attrs.get("group", []) or [])
-    node = helper.make_node(layer.op_type, [t.name if t is not None else "" for t in
-                                            layer.inputs],
+    node = helper.make_node(layer.op_type, [rename.get(t.name, t.name) if t is not None
+                                            else "" for t in inputs],
                             [t.name for t in layer.outputs], name=layer.name,
                             domain=domain or None)
     node.attribute.extend(to_attribute(k, v, layer.name) for k, v in

@@ -72,12 +72,14 @@ _MODULES = [
     "causal_conv_with_state", "linear_attention", "qlinear_matmul", "conv_integer",
     "qlinear_conv", "dynamic_quantize_linear", "rnn", "gru", "lstm", "grid_sample",
     "affine_grid", "hann_window", "hamming_window", "blackman_window", "dft", "stft",
-    "non_max_suppression",
+    "non_max_suppression", "col2im", "max_unpool",
     # control flow (control-flow helper)
     "if_", "loop", "scan", "sequence_empty", "sequence_construct", "sequence_insert",
     "sequence_at", "sequence_erase", "sequence_length", "concat_from_sequence",
     "split_to_sequence", "sequence_map", "optional", "optional_has_element",
-    "optional_get_element",
+    "optional_get_element", "string_concat", "string_split", "string_normalizer",
+    "regex_full_match", "label_encoder", "array_feature_extractor", "binarizer", "adagrad",
+    "adam", "momentum",
 ]
 
 for _name in _MODULES:

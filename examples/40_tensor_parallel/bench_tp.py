@@ -48,6 +48,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -186,26 +187,52 @@ class Job:
 # -- model ------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _fast_weights(seed: int, pool_size: int) -> Iterator[None]:
-    """Swap ``GraphBuilder.weight`` for windows of shared normal pools (module docstring)."""
+def _fast_weights(seed: int, data_path: str, pool_size: int = 1 << 24) -> Iterator[None]:
+    """Swap ``GraphBuilder.weight`` while ``make_llama`` runs (module docstring).
+
+    Each weight is cut from a shared normal pool per (std, mean) at random offsets (several
+    windows concatenated when it is larger than the pool) and written straight to
+    ``data_path``, 64-byte aligned like ``models.write``; the graph gets an external-data
+    initializer. The model proto thus never holds the weights, and no copy of 14 GiB goes
+    through protobuf (``make_llama``'s own externalize skips tensors already external).
+    """
+    from onnx import TensorProto  # noqa: PLC0415
+
     from dist_rt.models._graph import GraphBuilder  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     base = rng.standard_normal(pool_size, dtype=np.float32)
     pools: dict[tuple[float, float, str], np.ndarray] = {}
     original = GraphBuilder.weight
+    location = os.path.basename(data_path)
 
     def weight(self, name, shape, std, mean=0.0):  # same signature as GraphBuilder.weight
         key = (float(std), float(mean), str(self.dtype))
         if key not in pools:
             pools[key] = (base * np.float32(std) + np.float32(mean)).astype(self.dtype)
-        count = int(np.prod(shape))
-        start = int(rng.integers(0, pool_size - count + 1))
-        return self.initializer(name, pools[key][start:start + count].reshape(tuple(shape)))
+        pool, count, parts = pools[key], int(np.prod(shape)), []
+        while count > 0:
+            k = min(count, pool_size)
+            start = int(rng.integers(0, pool_size - k + 1))
+            parts.append(pool[start:start + k])
+            count -= k
+        offset = f.tell() + (-f.tell() % 64)
+        f.write(b"\0" * (offset - f.tell()))
+        for part in parts:
+            f.write(memoryview(part.view(np.uint8)))
+        t = TensorProto(name=self._unique(name), data_type=self.elem_type, dims=list(shape),
+                        data_location=TensorProto.EXTERNAL)
+        for k, v in (("location", location), ("offset", str(offset)),
+                     ("length", str(f.tell() - offset))):
+            entry = t.external_data.add()
+            entry.key, entry.value = k, v
+        self.initializers.append(t)
+        return t.name
 
     GraphBuilder.weight = weight
     try:
-        yield
+        with open(data_path, "wb") as f:
+            yield
     finally:
         GraphBuilder.weight = original
 
@@ -229,14 +256,14 @@ def generate(cfg: LlamaConfig, workdir: str, job: Job) -> str:
                 return path
     import onnx  # noqa: PLC0415
 
-    pool = max(cfg.vocab * cfg.hidden, cfg.hidden * cfg.mlp, cfg.hidden * cfg.hidden) + 1
-    with _fast_weights(cfg.seed, pool):
+    with _fast_weights(cfg.seed, os.path.join(workdir, "weights.bin")):
         model = make_llama(cfg, external_data_dir=workdir)
     onnx.save_model(model, path)
     del model
     with open(stamp, "w", encoding="utf-8") as f:
         f.write(want)
-    size = os.path.getsize(os.path.join(workdir, "llama.onnx.data"))
+    size = sum(os.path.getsize(os.path.join(workdir, f)) for f in ("weights.bin",
+                                                                  "llama.onnx.data"))
     job.log(f"generate: {path} with {size / 2**30:.2f} GiB of weights")
     return path
 
@@ -692,6 +719,10 @@ def main(argv: list[str] | None = None) -> int:
             print_report(report)
             job.log(f"wrote {args.json}")
         job.world.barrier()
+    except Exception as exc:
+        # Peers may be waiting in a collective: print why, then end every rank now.
+        traceback.print_exc()
+        job.world.abort(f"rank {job.rank}/{job.size}: {type(exc).__name__}: {exc}")
     finally:
         if job.rank == 0 and workdir and not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -43,7 +43,8 @@ class TestTpBench:
         assert (tmp_path / "model" / "llama.onnx").exists()  # --workdir is kept
 
     def test_bad_sizes_exit_2(self, tmp_path):
-        proc = run_mpi(2, [SCRIPT, "--device", "cpu", *TINY, "--sizes", "1,4", "--shapes", "1x1", "--skip-torch",
-                           "--json", str(tmp_path / "x.json")], timeout=30, check=False)
+        proc = run_mpi(2, [SCRIPT, "--device", "cpu", *TINY, "--sizes", "1,4", "--shapes", "1x1",
+                           "--skip-torch", "--json", str(tmp_path / "x.json")], timeout=30,
+                       check=False)
         assert proc.returncode != 0
         assert "each N must be in [1, 2]" in proc.stderr

@@ -174,16 +174,24 @@ class TestShapesAndFolding:
         x = np.array([-1, 2, -3, 4], np.float32)
         np.testing.assert_array_equal(_ours(model, {"x": x})[0], _ort(model, {"x": x})[0])
 
-    def test_if_with_runtime_condition_is_unsupported(self):
-        branch = helper.make_graph([helper.make_node("Relu", ["x"], ["out"])], "b", [],
-                                   [helper.make_tensor_value_info("out", F, [4])])
-        nodes = [helper.make_node("If", ["c"], ["y"], name="branchy", then_branch=branch,
-                                  else_branch=branch)]
+    def test_if_with_runtime_condition_keeps_a_subgraph_layer(self):
+        def branch(op, name):
+            return helper.make_graph([helper.make_node(op, ["x"], ["out"])], name, [],
+                                     [helper.make_tensor_value_info("out", F, [4])])
+        nodes = [helper.make_node("If", ["c"], ["y"], name="branchy",
+                                  then_branch=branch("Relu", "then"),
+                                  else_branch=branch("Neg", "else"))]
         model = _model(nodes, [helper.make_tensor_value_info("x", F, [4]),
                                helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
                        [helper.make_tensor_value_info("y", F, [4])])
-        with pytest.raises(UnsupportedOpError, match="'branchy' \\(If\\).*'c'"):
-            parse_onnx(model)
+        net = parse_onnx(model)
+        layer = net.layer("branchy")
+        # The branches read the outer 'x': an implicit input after the condition.
+        assert [t.name for t in layer.inputs] == ["c", "x"]
+        x = np.array([-1, 2, -3, 4], np.float32)
+        for cond in (True, False):
+            feeds = {"x": x, "c": np.array(cond)}
+            np.testing.assert_array_equal(_ours(model, feeds)[0], _ort(model, feeds)[0])
 
 
 class TestExternalData:

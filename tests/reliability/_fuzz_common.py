@@ -519,7 +519,10 @@ def mutate_plan(data: bytes, kind: str, seed: int) -> bytes:
         return data
     if kind == "header_edit":
         for _ in range(r.randrange(1, 4)):
-            edit_header(header, r)
+            try:
+                edit_header(header, r)
+            except (TypeError, AttributeError, KeyError, IndexError, ValueError):
+                pass  # an earlier edit replaced the field this one wanted to change
         return reseal(data, header)
     if kind == "preamble_lengths":
         return reseal(data, header, hlen_override=r.choice([0, 1, 2**40, 2**63, hlen + 64]),
