@@ -453,7 +453,7 @@ class Network:
             outs = op.infer(layer, descs)
         except DistRtError:
             raise
-        except (ValueError, TypeError, IndexError, KeyError) as exc:
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError) as exc:
             raise ShapeError(f"layer '{layer.name}' ({layer.op_type}): shape inference failed "
                              f"for inputs {[t and format_shape(t.shape) for t in layer.inputs]}"
                              f": {exc}") from exc

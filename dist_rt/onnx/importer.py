@@ -143,6 +143,8 @@ def _check_fields(model: ModelProto, where: str) -> None:
     # onnx.shape_inference aborts the process (C++ assert) on negative dims: refuse them here.
     for v in [*g.input, *g.output, *g.value_info]:
         bad = [d.dim_value for d in v.type.tensor_type.shape.dim if d.dim_value < 0]
+        if any(not isinstance(d.dim_param, str) for d in v.type.tensor_type.shape.dim):
+            raise ParseError(f"{where}: tensor '{v.name}' has a dim name that is not UTF-8")
         if bad:
             raise ParseError(f"{where}: tensor '{v.name}' has a negative dim {bad[0]}")
     for t in g.initializer:

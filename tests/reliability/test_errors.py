@@ -86,6 +86,21 @@ class TestTypedErrors:
         net = parse_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
         assert net.outputs[0].shape == (2**40,)
 
+    def test_non_utf8_dim_name(self):
+        m = mlp_model()
+        data = m.SerializeToString().replace(b"batch", b"\xe1atch")
+        with pytest.raises(errors.ParseError, match="not UTF-8"):
+            parse_onnx(data)
+
+    def test_infinite_range_is_a_shape_error(self):
+        nodes = [helper.make_node("Range", ["s", "l", "d"], ["y"])]
+        inits = [onnx.numpy_helper.from_array(np.array(v, np.float32), n)
+                 for n, v in (("s", 0), ("l", np.inf), ("d", 1))]
+        g = helper.make_graph(nodes, "g", [], [helper.make_tensor_value_info(
+            "y", onnx.TensorProto.FLOAT, ["n"])], inits)
+        with pytest.raises(errors.ShapeError):
+            parse_onnx(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+
     def test_plan_file(self, tmp_path):
         (tmp_path / "x.plan").write_bytes(b"DISTRTPL" + b"\0" * 10)
         with pytest.raises(errors.PlanFileError, match="truncated"):
