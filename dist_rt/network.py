@@ -16,7 +16,6 @@ It can also be written by hand, in the style of TensorRT's ``INetworkDefinition`
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -154,7 +153,8 @@ class Network:
         self.inputs: list[Tensor] = []
         self.outputs: list[Tensor] = []
         self.metadata: dict[str, Any] = {}
-        self._counter = itertools.count()
+        # A plain int (not itertools.count) so copy.deepcopy works on Python 3.14 too.
+        self._next_id = 0
 
     # -- construction ----------------------------------------------------------------------
 
@@ -167,7 +167,8 @@ class Network:
         """A tensor/layer name starting with ``base`` that is not used yet."""
         layer_names = {lay.name for lay in self.layers}
         while True:
-            name = f"{base}_{next(self._counter)}"
+            name = f"{base}_{self._next_id}"
+            self._next_id += 1
             if name not in self.tensors and name not in layer_names:
                 return name
 
