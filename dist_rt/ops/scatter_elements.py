@@ -24,7 +24,8 @@ def scatter_at(layer, xp, out, index, updates) -> None:
     if reduction == "none":
         out[index] = updates
         return
-    ufuncs = {"add": xp.add, "mul": xp.multiply, "max": xp.maximum, "min": xp.minimum}
+    names = {"add": "add", "mul": "multiply", "max": "maximum", "min": "minimum"}
+    ufuncs = {k: getattr(xp, v) for k, v in names.items()}
     if reduction not in ufuncs:
         raise UnsupportedOpError(f"{here(layer)}reduction {reduction!r} is not one of none, "
                                  f"{', '.join(ufuncs)}")
@@ -33,7 +34,8 @@ def scatter_at(layer, xp, out, index, updates) -> None:
     except (NotImplementedError, AttributeError, TypeError):
         # CuPy implements ``ufunc.at`` only for some ufuncs (not multiply): reduce on the host.
         host = to_numpy(out)
-        host_ufunc = getattr(np, ufuncs[reduction].__name__)
+        # By NumPy name: CuPy's ufuncs call themselves ``cupy_multiply``.
+        host_ufunc = getattr(np, names[reduction])
         host_ufunc.at(host, tuple(to_numpy(i) for i in index), to_numpy(updates))
         out[...] = xp.asarray(host)
 

@@ -77,12 +77,54 @@ def dispatch(layer: Any) -> tuple[tuple[int, ...], Any]:
     return entry[1], entry[2]
 
 
+_DEVICE_DTYPES: dict[np.dtype, bool] = {}
+
+
+def device_dtype_ok(dtype: Any) -> bool:
+    """True when CuPy can hold arrays of ``dtype`` (not fp8, fp4, int4/int2, strings...)."""
+    dt = np.dtype(dtype)
+    ok = _DEVICE_DTYPES.get(dt)
+    if ok is None:
+        try:
+            cupy.empty(1, dt)
+            ok = dt.kind not in "OUSV"
+        except (TypeError, ValueError, NotImplementedError):
+            ok = False
+        _DEVICE_DTYPES[dt] = ok
+    return ok
+
+
+#: id(layer) -> (layer, whether an output dtype cannot live on the device), cached.
+_HOST_OUTPUTS: dict[int, tuple[Any, bool]] = {}
+
+
+def _host_only(layer: Any, inputs: Sequence[Any]) -> bool:
+    # Layers that read or write a dtype the device cannot hold (fp8/fp4/int4 casts, string
+    # ops) run on the host with the NumPy reference, as TensorRT falls back for such types.
+    entry = _HOST_OUTPUTS.get(id(layer))
+    if entry is None or entry[0] is not layer:
+        if len(_HOST_OUTPUTS) > _DISPATCH_LIMIT:
+            _HOST_OUTPUTS.clear()
+        entry = _HOST_OUTPUTS[id(layer)] = (layer, any(
+            t.dtype is not None and not device_dtype_ok(t.dtype) for t in layer.outputs))
+    if entry[1]:
+        return True
+    return any(isinstance(a, np.ndarray) and not device_dtype_ok(a.dtype) for a in inputs)
+
+
 def run_layer(layer: Any, inputs: Sequence[Any], rt: RunContext) -> list[Any]:
     """Run one layer: its fused kernel when one is registered and accepts the inputs.
 
     Host NumPy inputs (small shape values) stay on the host where the op reads them as
-    shapes and are uploaded everywhere else.
+    shapes and are uploaded everywhere else. Layers whose dtypes CuPy cannot hold run on
+    the host; their outputs go back to the device when the device can hold them.
     """
+    if _host_only(layer, inputs):
+        host_rt = RunContext(xp=np, backend="cpu", communicator=rt.communicator, rank=rt.rank,
+                             world_size=rt.world_size, state=rt.state)
+        outs = layer.op.run(layer, [None if a is None else to_host(a) for a in inputs], host_rt)
+        return [cupy.asarray(o) if isinstance(o, np.ndarray) and device_dtype_ok(o.dtype)
+                else o for o in outs]
     host, fused = dispatch(layer)
     ins = [a if a is None or isinstance(a, cupy.ndarray) or i in host else cupy.asarray(a)
            for i, a in enumerate(inputs)]
