@@ -26,10 +26,10 @@ its collectives.
 Dead peers: a collective whose peer died spins on the GPU forever. A watchdog thread keeps
 the event recorded after each (uncaptured) collective; when the oldest is not done after
 ``DIST_RT_COLLECTIVE_TIMEOUT`` seconds (default 300, 0 = off) or ``ncclCommGetAsyncError``
-reports an error, it prints which collective and rank, calls ``ncclCommAbort`` (which makes
-the spinning kernels return) and aborts the job through the side channel (MPI_Abort or exit,
-which the spawner turns into the end of every rank). Replays of captured graphs are not
-watched.
+reports an error, it prints which collective and rank and aborts the job through the side
+channel (MPI_Abort or exit, which the spawner turns into the end of every rank). Process exit,
+not ``ncclCommAbort``, releases the spinning kernels: the latter was seen to block with the GIL
+held. Replays of captured graphs are not watched.
 """
 
 from __future__ import annotations
@@ -357,9 +357,8 @@ class NcclCommunicator(Communicator):
     def abort(self, reason: str = "", code: int = 1) -> None:
         """``ncclCommAbort`` every communicator, then end every rank through the side channel.
 
-        The reason is printed first, and the NCCL aborts run in a helper thread that gets at
-        most 10 s: if ``ncclCommAbort`` itself blocks behind a spinning kernel, the job still
-        ends (MPI_Abort, or exit for the spawner).
+        The reason is printed first; then the side channel ends the job (MPI_Abort, or exit
+        for the spawner). ``ncclCommAbort`` is deliberately not called (see below).
 
         Args:
             reason: One line saying why (printed on stderr).
@@ -367,11 +366,11 @@ class NcclCommunicator(Communicator):
         """
         sys.stderr.write(f"dist_rt: abort: {reason}\n")
         sys.stderr.flush()
-        comms = list(self._comms.values())
+        # No ncclCommAbort here: on an H200 host (2026-11-21) it blocked behind the kernel
+        # spinning on the stalled peer while holding the GIL, so no timeout around it could
+        # fire and the job hung. Ending the process frees the GPU context just as well, and
+        # the side channel (MPI_Abort, or the spawner) ends every other rank.
         self._comms.clear()
-        helper = threading.Thread(target=lambda: [c.abort() for c in comms], daemon=True)
-        helper.start()
-        helper.join(timeout=10.0)
         self._side.abort("", code)
 
     def close(self) -> None:

@@ -59,6 +59,9 @@ class ExecutionContext:
                        if t.kind != "tensor"}
         self._plain = not self._kinds and not any(
             t.kind != "tensor" for lay in net.layers for t in lay.outputs)
+        graph_safe = getattr(self.backend.module, "graph_safe", None)
+        # Networks with layers the device cannot run (host fallbacks) are never captured.
+        self._plain = self._plain and (graph_safe is None or graph_safe(net))
         self._rank, self._world = engine.rank, engine.world_size
         self._constants = {t.name: self.backend.to_device(t.weights.numpy())
                            for t in net.constants}

@@ -34,7 +34,6 @@ def backend(cp):
 
 def _run_case_on_cuda(backend, model, inputs):
     """Like node_harness.run_model_on_ops, but every layer through the CUDA backend."""
-    import cupy
     from onnx import numpy_helper
 
     from dist_rt.onnx.attributes import attribute_value
@@ -51,13 +50,13 @@ def _run_case_on_cuda(backend, model, inputs):
                          strict=False):
         arr = np.asarray(value)
         net.add_input(vi.name, arr.dtype, arr.shape)
-        values[vi.name] = cupy.asarray(arr)
+        values[vi.name] = backend.to_device(arr)
     for i, node in enumerate(graph.node):
         attrs = {a.name: attribute_value(a, node.name, node.op_type) for a in node.attribute}
         net.add_layer(node.op_type, list(node.input), attrs, name=node.name or f"n{i}",
                       outputs=list(node.output), domain=node.domain)
     for t in net.constants:
-        values[t.name] = cupy.asarray(t.weights.numpy())
+        values[t.name] = backend.to_device(t.weights.numpy())
     rt = backend.make_run_context()
     for layer in net.layers:
         outs = backend.run_layer(layer, [None if t is None else values[t.name]

@@ -41,9 +41,16 @@ def device_arch() -> str:
     return f"sm_{cupy.cuda.Device().compute_capability}"
 
 
-def to_device(array: Any) -> cupy.ndarray:
-    """A device array: CuPy arrays are returned as they are, anything else is copied."""
-    return array if isinstance(array, cupy.ndarray) else cupy.asarray(np.asarray(array))
+def to_device(array: Any) -> Any:
+    """A device array: CuPy arrays are returned as they are, anything else is copied.
+
+    Arrays of a dtype CuPy cannot hold (fp8, fp4, int4, strings) stay on the host; the
+    layers that read them run there (see :func:`run_layer`).
+    """
+    if isinstance(array, cupy.ndarray):
+        return array
+    host = np.asarray(array)
+    return cupy.asarray(host) if device_dtype_ok(host.dtype) else host
 
 
 def to_host(array: Any) -> np.ndarray:
@@ -133,6 +140,13 @@ def run_layer(layer: Any, inputs: Sequence[Any], rt: RunContext) -> list[Any]:
         if out is not None:
             return out
     return layer.op.run(layer, ins, rt)
+
+
+def graph_safe(network: Any) -> bool:
+    """True when every tensor of ``network`` can live on the device (so it can be captured)."""
+    tensors = [*network.inputs, *network.constants,
+               *(t for layer in network.layers for t in layer.outputs)]
+    return all(t.dtype is None or device_dtype_ok(t.dtype) for t in tensors)
 
 
 def execute_network(context: Any, feeds: Mapping[str, Any],
