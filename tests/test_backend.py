@@ -9,6 +9,8 @@ marked xfail with their reason, so any other failure is a regression. Whole-suit
 
 from __future__ import annotations
 
+import os
+
 import conformance_report as report
 import numpy as np
 import pytest
@@ -63,6 +65,13 @@ def _params(device: str) -> list:
             marks.append(pytest.mark.xfail(reason=KNOWN_FAILURES[base], strict=False))
         if device == "cuda":
             marks.append(pytest.mark.gpu)
+            # Case by case the CUDA backend is checked against the CPU references by
+            # tests/runtime/test_cuda_backend.py::test_every_op_matches_cpu (with its own
+            # known-gap list); the whole-engine CUDA run has no known-failure list yet.
+            marks.append(pytest.mark.skipif(
+                not os.environ.get("DIST_RT_CUDA_NODE_SUITE"),
+                reason="set DIST_RT_CUDA_NODE_SUITE=1 to run the node suite through CUDA "
+                       "engines"))
         params.append(pytest.param(name, marks=marks, id=base))
     return params
 
