@@ -16,6 +16,7 @@ import argparse
 import inspect
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -96,6 +97,14 @@ def _communicator(info: Any, device: str) -> Any:
     return create_communicator("nccl" if device == "cuda" else "mpi", info=info)
 
 
+def _log_ranks(comm: Any, log: _Log) -> None:
+    """Log which process is which rank, so a launcher's "PID 1234 killed" names the rank."""
+    if getattr(comm, "size", 1) <= 1:
+        return
+    who = comm.all_gather_object((socket.gethostname(), os.getpid()))
+    log("ranks  " + ", ".join(f"{r}={host}:{pid}" for r, (host, pid) in enumerate(who)))
+
+
 def _load_network(model: str | None, log: _Log):
     t0 = time.perf_counter()
     try:
@@ -164,6 +173,7 @@ def _run(args: argparse.Namespace, holder: dict[str, Any]) -> int:
 
     device = resolve_device(args.device)
     comm = holder["comm"] = _communicator(info, device)
+    _log_ranks(comm, log)
     network, model_name = None, args.model or "default"
     given = _inputs.parse_shapes(args.shapes)
     feeds = _inputs.load_npz(args.inputs) if (args.inputs and rank == 0) else None
@@ -290,6 +300,7 @@ def _abort(comm: Any, reason: str) -> None:
 ProgressLog = _Log
 discover_ranks = _discover
 make_communicator = _communicator
+log_ranks = _log_ranks
 load_network = _load_network
 partition_network = _partition
 build_engine = _build

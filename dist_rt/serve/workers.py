@@ -66,6 +66,7 @@ def setup_rank(args: argparse.Namespace, holder: dict[str, Any],
     holder.update(rank=rank, world=world, log=log)
     device = resolve_device(args.device)
     comm = holder["comm"] = _cli.make_communicator(info, device)
+    _cli.log_ranks(comm, log)
     if args.load_engine:
         path = _cli.engine_path(args.load_engine, rank)
         engine = Engine.load(path, rank=rank, world_size=world)
