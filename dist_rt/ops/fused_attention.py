@@ -15,6 +15,9 @@ scores). Output ``Y`` (B, Hq, S, Dv)::
 * GQA: ``G = num_heads / kv_num_heads``; query head ``h`` reads kv head ``h // G``.
 * A query row whose keys are all masked returns zeros (no NaN).
 * Softmax runs in float32 for float16/bfloat16 inputs; Y has q's dtype.
+* ``output_layout="bshd"`` writes Y as (B, S, Hq, Dv) instead (default ``"bhsd"``): the
+  exporter's ``Transpose(0, 2, 1, 3)`` before the output projection's Reshape is then folded
+  into the op (``builder/passes/fuse_attention_layout.py``) and its copy disappears.
 
 Tensor parallelism (head split): heads are independent, so a rank holding query heads
 ``[h0, h1)`` and their kv heads ``[h0 // G, h1 // G)`` computes exactly those heads of Y with
@@ -32,6 +35,19 @@ import math
 from dist_rt.errors import ShapeError
 from dist_rt.ops._attention import attend, causal_bias, mask_to_bias, score_dtype
 from dist_rt.ops._op import Op, TensorDesc, broadcast_shapes, check_inputs, register_op
+
+#: Values of the ``output_layout`` attribute: (B, H, S, D) or (B, S, H, D).
+LAYOUTS = ("bhsd", "bshd")
+
+
+def output_layout(layer) -> str:
+    """The layer's ``output_layout`` (bytes from ONNX decoded), checked against LAYOUTS."""
+    value = layer.attr("output_layout", "bhsd")
+    value = value.decode() if isinstance(value, bytes) else str(value)
+    if value not in LAYOUTS:
+        raise ShapeError(f"layer '{layer.name}' (Attention): output_layout {value!r} is not "
+                         f"one of {list(LAYOUTS)}")
+    return value
 
 
 def _group(layer, hq, hkv):
@@ -88,6 +104,8 @@ class FusedAttention(Op):
                     for a, b in zip(out, full, strict=True)):
                 raise ShapeError(f"layer '{layer.name}' (Attention): mask {mask.shape} does "
                                  f"not broadcast to (B, Hq, S, Skv) {full}")
+        if output_layout(layer) == "bshd":
+            return [TensorDesc(q.dtype, (qs[0], qs[2], qs[1], vs[3]))]
         return [TensorDesc(q.dtype, (qs[0], qs[1], qs[2], vs[3]))]
 
     @classmethod
@@ -122,4 +140,6 @@ class FusedAttention(Op):
                 raise ShapeError(f"{where}mask {tuple(mask.shape)} does not broadcast to "
                                  f"(B, Hq, S, Skv) {(q.shape[0], q.shape[1], s, skv)}") from exc
         y, _ = attend(xp, q, k, v, scale=scale, bias=bias, where=where)
+        if output_layout(layer) == "bshd":
+            y = xp.ascontiguousarray(y.transpose(0, 2, 1, 3))  # the reference pays the copy
         return [y]
