@@ -25,6 +25,11 @@ _CHECK_LIMIT = 1 << 30
 
 
 def load_model(src: Any, base_dir: str | None) -> tuple[ModelProto, str]:
+    """Read a path, bytes or ModelProto without its external data; returns (model, base dir).
+
+    Raises:
+        ParseError: Missing file or bytes that are not a ModelProto.
+    """
     if isinstance(src, ModelProto):
         model, base = src, base_dir or os.getcwd()
     elif isinstance(src, (bytes, bytearray, memoryview)):
@@ -175,10 +180,12 @@ def _topological_order(nodes: Any, deps: list[list[int]]) -> list[int]:
 
 
 def node_label(node: NodeProto, index: int) -> str:
+    """The name errors use for a node: its name, else ``<op_type>_<index>``."""
     return node.name or f"{node.op_type}_{index}"
 
 
 def check_model(model: ModelProto) -> None:
+    """Run ``onnx.checker`` (skipped above 1 GiB); its errors become one-line ParseErrors."""
     if model.ByteSize() > _CHECK_LIMIT:
         return
     try:
@@ -211,6 +218,7 @@ def _without_external_data(model: ModelProto) -> ModelProto:
 
 
 def default_opset(model: ModelProto) -> int:
+    """The model's default-domain opset (dist_rt's default when none is imported)."""
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
             return int(imp.version)
@@ -218,6 +226,7 @@ def default_opset(model: ModelProto) -> int:
 
 
 def upgrade_opset(model: ModelProto) -> ModelProto:
+    """Lift a model below opset 13 with the version converter; keep it when that fails."""
     if default_opset(model) >= MIN_OPSET or model.ByteSize() > _CHECK_LIMIT:
         return model
     if default_opset(model) < 9 and any(n.op_type == "Scan" for n in model.graph.node):
@@ -246,6 +255,7 @@ def _huge_range(model: ModelProto) -> bool:
     return False
 
 def onnx_value_info(model: ModelProto) -> dict[str, ValueInfoProto]:
+    """ONNX shape inference (with data propagation): value infos by name, to seed ours."""
     graph = model.graph
     infos = list(graph.value_info) + list(graph.output)
     if model.ByteSize() <= _CHECK_LIMIT:

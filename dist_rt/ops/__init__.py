@@ -60,6 +60,7 @@ _MODULES = [
     "upsample",
     "silu_mul",
     "rotary_half",
+    "add_rms_norm",
     # tensor (ops-tensor helper)
     "identity", "dropout", "constant", "shape", "size", "gather", "gather_elements",
     "gather_nd", "reshape", "transpose", "squeeze", "unsqueeze", "concat", "split", "slice",

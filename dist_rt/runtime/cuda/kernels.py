@@ -9,15 +9,19 @@ Registry (domain, op type) -> wrapper:
 
 =========================  =========================================================
 ``RMSNormalization``       ``rmsnorm`` kernel (last axis, weight of the same dtype)
+``dist_rt::AddRMSNorm``    one add, then the ``rmsnorm`` kernel (a one-pass kernel is next)
 ``Softmax`` (opset >= 13)  ``softmax`` kernel (last axis)
 ``dist_rt::Silu``          ``silu`` kernel
 ``dist_rt::SiluMul``       ``silu_mul`` kernel (A and B of the same shape)
 ``dist_rt::Attention``     S <= 16 and D <= 128: ``attention_decode`` (flash-style);
                            else per batch item: cuBLAS scale*q k^T -> in-place causal
-                           softmax -> cuBLAS P v (direct cuBLAS, capturable)
+                           softmax -> cuBLAS P v (direct cuBLAS, capturable);
+                           ``output_layout="bshd"``: the decode kernel's (B, S, H, D)
+                           buffer as is, the long path's Y as a transposed view
 ``dist_rt::RotaryHalf``    ``rope_half`` kernel (x*cos + rotate_half(x)*sin)
 ``MatMul``                 (..., K) @ (K, N) as one flattened 2-D GEMM; equal batch dims
                            as one strided-batched GEMM (direct cuBLAS, capturable)
+``Split``                  views of the input, no copies (readers take strided input)
 ``Gather``                 while capturing a graph: no host bounds check (see gather)
 =========================  =========================================================
 
@@ -87,6 +91,20 @@ def rmsnorm(layer, inputs, rt) -> list | None:
                                 (x, cupy.ascontiguousarray(w), y, np.int32(cols),
                                  np.float32(layer.attr("epsilon", 1e-5))))
     return [y]
+
+
+def add_rmsnorm(layer, inputs, rt) -> list | None:
+    """dist_rt::AddRMSNorm as ``S = A + B`` and the rmsnorm kernel on S: two launches.
+
+    Same work as the unfused Add + RMSNormalization; a kernel reading A and B and writing
+    S and Y in one pass would save one more read of S.
+    """
+    a, b, w = inputs
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return None
+    s = a + b
+    out = rmsnorm(layer, [s, w], rt)
+    return None if out is None else [s, out[0]]
 
 
 def softmax_rows(x, *, scale: float = 1.0, causal: bool = False, s_q: int = 1,
@@ -166,8 +184,11 @@ def attention(layer, inputs, rt) -> list | None:
     """dist_rt::Attention without a mask input (causal or not), GQA by head mapping.
 
     Returns Y (B, Hq, S, D) as a transposed view of a (B, S, Hq, D) buffer, so the exporter's
-    following ``Transpose(0, 2, 1, 3) -> Reshape`` costs no copy.
+    following ``Transpose(0, 2, 1, 3) -> Reshape`` costs no copy; with
+    ``output_layout="bshd"`` (that Transpose folded into the layer) the buffer itself.
     """
+    layout = layer.attr("output_layout", "bhsd")
+    bshd = (layout.decode() if isinstance(layout, bytes) else str(layout)) == "bshd"
     if len(inputs) > 3 and inputs[3] is not None:
         return None
     q, k, v = inputs[:3]
@@ -198,9 +219,10 @@ def attention(layer, inputs, rt) -> list | None:
                  *(np.int64(x) for x in _elem_strides(k)[:3]),
                  *(np.int64(x) for x in _elem_strides(v)[:3]),
                  np.float32(scale), np.int32(causal)))
-        return [y.transpose(0, 2, 1, 3)]
+        return [y if bshd else y.transpose(0, 2, 1, 3)]
     if causal and s == skv and s >= 2 * CAUSAL_CHUNK_ROWS:
-        return [_attention_causal_chunks(q, k, v, scale, g)]
+        y = _attention_causal_chunks(q, k, v, scale, g)
+        return [y.transpose(0, 2, 1, 3) if bshd else y]
     # Long queries, per batch item: scores (Hkv, G*S, Skv) = scale * Q K^T on tensor cores
     # (16-bit scores, float32 accumulation), one in-place causal softmax pass, then P V.
     # The scores are materialized once, in the input dtype, and one item at a time, so their
@@ -223,7 +245,8 @@ def attention(layer, inputs, rt) -> list | None:
             scores.data.ptr, skv, rows * skv, False,
             v.data.ptr + i * vs[0] * isz, vs[2], vs[1], False,
             y.data.ptr + i * hq * s * d * isz, d, rows * d, rows, d, skv, hkv, q.dtype)
-    return [y]
+    # (G*S, D) rows of a kv group are not evenly spaced in (B, S, H, D): a view, not a copy.
+    return [y.transpose(0, 2, 1, 3) if bshd else y]
 
 
 #: Causal self-attention with S >= 2x this many queries is split into query chunks of about
@@ -303,6 +326,30 @@ def matmul(layer, inputs, rt) -> list | None:
     return [y]
 
 
+def split(layer, inputs, rt) -> list | None:
+    """Split as views of its input: no copy kernels (the generic op copies every part).
+
+    Merged projections (``builder/passes/fuse_parallel_matmul.py``) end in a Split whose
+    readers (Reshape/Transpose views, RoPE, Attention, MatMul) take strided input, so
+    copying the parts would give back the launches the merge saved. Readers that need
+    contiguous input copy it themselves.
+    """
+    from dist_rt.ops.split import Split, split_sizes  # noqa: PLC0415 - ops import nothing here
+
+    x = inputs[0]
+    if x.ndim == 0:
+        return None
+    axis = int(layer.attr("axis", 0)) % x.ndim
+    sizes, _ = Split._sizes(layer, inputs, host=True)
+    outs, start = [], 0
+    for size in split_sizes(layer, x.shape[axis], sizes, len(layer.outputs)):
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(start, start + size)
+        outs.append(x[tuple(index)])
+        start += size
+    return outs
+
+
 def gather(layer, inputs, rt) -> list | None:
     """Gather without the host-side bounds check, used only while a graph is captured.
 
@@ -322,12 +369,14 @@ def gather(layer, inputs, rt) -> list | None:
 #: (domain, op type) -> fused wrapper.
 REGISTRY: dict[tuple[str, str], Callable[..., list | None]] = {
     ("", "RMSNormalization"): rmsnorm,
+    ("dist_rt", "AddRMSNorm"): add_rmsnorm,
     ("", "Softmax"): softmax,
     ("dist_rt", "Silu"): silu,
     ("dist_rt", "SiluMul"): silu_mul,
     ("dist_rt", "Attention"): attention,
     ("dist_rt", "RotaryHalf"): rope_half,
     ("", "MatMul"): matmul,
+    ("", "Split"): split,
     ("", "Gather"): gather,
 }
 
