@@ -14,13 +14,17 @@ from dist_rt.builder.passes import (
     cse,
     eliminate,
     fold_constants,
+    fuse_add_rmsnorm,
     fuse_attention,
+    fuse_attention_layout,
+    fuse_parallel_matmul,
     fuse_rmsnorm,
     fuse_rope,
     fuse_silu,
     memory_plan,
     precision,
     shape_simplify,
+    tactics,
 )
 from dist_rt.errors import BuildError
 from dist_rt.network import Network
@@ -94,11 +98,16 @@ class Builder:
         step("fuse_rmsnorm", fuse_rmsnorm.run, level >= 2)       # x*rsqrt(mean(x^2)+e)*w -> 1
         step("fuse_silu", fuse_silu.run, level >= 2)             # x*sigmoid(x)(*up) -> SiluMul
         step("fuse_rope", fuse_rope.run, level >= 2)             # x*cos+rot_half(x)*sin -> 1
+        step("fuse_attn_layout", fuse_attention_layout.run, level >= 2)  # Attn+Transpose -> bshd
+        step("fuse_add_rmsnorm", fuse_add_rmsnorm.run, level >= 2)  # residual Add + RMSNorm -> 1
+        step("fuse_parallel_mm", fuse_parallel_matmul.run, level >= 2)  # q/k/v, gate/up -> 1 GEMM
         for fuse in FUSION_PASSES:                               # attention, bias+act... fusion
             step(getattr(fuse, "__module__", "fuse").rsplit(".", 1)[-1], fuse, level >= 2)
         step("precision", precision.run)                         # fp16/bf16 weights + casts
         step("eliminate_casts", eliminate.run, level >= 1)       # casts made no-ops by precision
         step("memory_plan", memory_plan.run)                     # arena offsets, peak bytes
+        step("tactics", tactics.run,                              # time kernels, keep fastest
+             level >= 2 or cfg.timing_cache is not None)
 
         plan = state.memory_plan
         if plan and cfg.memory_limit is not None and plan["arena_bytes"] > cfg.memory_limit:

@@ -5,8 +5,10 @@ pass. Optimization levels::
 
     0  no graph rewriting (the reference build that ``--check`` compares against)
     1  constant folding + elimination of no-op layers
-    2  level 1 + fusion passes (default)
-    3  level 2 + the more expensive passes (tactic timing where a backend offers it)
+    2  level 1 + fusion passes + tactic timing (default; see builder.passes.tactics)
+    3  level 2 (reserved for more expensive passes)
+
+Tactic timing also runs at levels 0 and 1 when ``timing_cache`` is set.
 """
 
 from __future__ import annotations
@@ -78,8 +80,8 @@ class BuilderConfig:
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when CuPy finds a GPU, else CPU).
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``: the dtype float math runs in.
         optimization_level: 0 (no rewriting) to 3; see the module docstring.
-        timing_cache: Path of a tactic timing cache (read and updated by backends that time
-            tactics), or None.
+        timing_cache: Path of the tactic timing cache (JSON; read, then updated, by the
+            tactic-selection pass; see ``builder.timing_cache``), or None.
         memory_limit: Largest activation arena in bytes, or None for no limit.
         verify: Check the IR after every pass (always on in tests; also set by the
             ``DIST_RT_VERIFY=1`` environment variable).

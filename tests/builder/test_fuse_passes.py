@@ -36,7 +36,8 @@ class TestLlamaFusion:
         cfg, net = llama
         ops = Counter(lay.op_type for lay in _build(net, 2).network.layers)
         assert ops["Attention"] == cfg.layers
-        assert ops["RMSNormalization"] == 2 * cfg.layers + 1
+        assert ops["RMSNormalization"] + ops["AddRMSNorm"] == 2 * cfg.layers + 1
+        assert ops["AddRMSNorm"] == 2 * cfg.layers  # every norm but the first reads an Add
         assert ops["SiluMul"] == cfg.layers
         assert ops["Softmax"] == ops["Sigmoid"] == ops["Pow"] == ops["Expand"] == 0
 

@@ -1,5 +1,8 @@
 """The CPU backend: NumPy arrays, every layer through its op's reference implementation.
 
+A layer whose build recorded a tactic (``layer.metadata["tactic"]``, chosen by timing; see
+:mod:`dist_rt.builder.tactics`) runs that implementation instead; it computes the same values.
+
 Activations are ordinary NumPy allocations freed after their last use; the build-time arena
 plan is reported (and used by the CUDA backend) but NumPy's allocator already reuses freed
 blocks, so carving one arena by hand would not save memory here.
@@ -13,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from dist_rt.builder import tactics
 from dist_rt.ops import RunContext
 
 name = "cpu"
@@ -30,7 +34,12 @@ def to_host(array: Any) -> np.ndarray:
 
 
 def run_layer(layer: Any, inputs: Sequence[Any], rt: RunContext) -> list[Any]:
-    """Run one layer with its op's NumPy reference implementation."""
+    """Run one layer: its recorded tactic, else its op's NumPy reference implementation."""
+    name = layer.metadata.get("tactic")
+    if name is not None and name != tactics.DEFAULT:
+        out = tactics.run_tactic("cpu", layer, name, inputs, rt)
+        if out is not None:  # None: the tactic declined these inputs (other shapes)
+            return out
     return layer.op.run(layer, inputs, rt)
 
 

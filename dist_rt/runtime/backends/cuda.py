@@ -22,6 +22,7 @@ import numpy as np
 
 from dist_rt.ops import RunContext
 from dist_rt.runtime.cuda import kernels
+from dist_rt.runtime.cuda import tactics as cuda_tactics
 from dist_rt.runtime.cuda.graph import CudaGraphRunner, host_indices
 
 name = "cuda"
@@ -68,19 +69,26 @@ def make_run_context(**kw: Any) -> RunContext:
     return RunContext(xp=cupy, backend=name, stream=cupy.cuda.get_current_stream(), **kw)
 
 
-#: id(layer) -> (layer, host input positions, fused wrapper or None): the per-layer dispatch
-#: decisions, made once instead of on every call (the layer is kept so an id is never reused).
-_DISPATCH: dict[int, tuple[Any, tuple[int, ...], Any]] = {}
+#: id(layer) -> (layer, host input positions, fused wrapper or None, tactic name): the
+#: per-layer dispatch decisions, made once instead of on every call (the layer is kept so an
+#: id is never reused; the tactic is kept so recording another one redoes the decision).
+_DISPATCH: dict[int, tuple[Any, tuple[int, ...], Any, Any]] = {}
 _DISPATCH_LIMIT = 200_000
 
 
 def dispatch(layer: Any) -> tuple[tuple[int, ...], Any]:
-    """``(host input positions, fused kernel wrapper or None)`` of a layer, cached."""
+    """``(host input positions, fused kernel wrapper or None)`` of a layer, cached.
+
+    The wrapper is the layer's recorded tactic (``layer.metadata["tactic"]``) when it has a
+    non-default one, else the registered fused kernel.
+    """
+    tactic = layer.metadata.get("tactic")
     entry = _DISPATCH.get(id(layer))
-    if entry is None or entry[0] is not layer:
+    if entry is None or entry[0] is not layer or entry[3] != tactic:
         if len(_DISPATCH) > _DISPATCH_LIMIT:
             _DISPATCH.clear()
-        entry = _DISPATCH[id(layer)] = (layer, host_indices(layer), kernels.lookup(layer))
+        fused = cuda_tactics.wrapper(layer, tactic) or kernels.lookup(layer)
+        entry = _DISPATCH[id(layer)] = (layer, host_indices(layer), fused, tactic)
     return entry[1], entry[2]
 
 

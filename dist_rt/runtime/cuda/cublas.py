@@ -13,7 +13,10 @@ calls ``cudaMalloc`` while capturing.
 Row-major trick: cuBLAS is column-major, so ``C = A @ B`` (row-major M x N) is computed as
 ``C^T = B^T A^T`` in column-major terms: ``gemm(N, N, m=N, n=M, k=K, B, A, C)``. All GEMMs
 here use ``CUBLAS_COMPUTE_32F`` (float32 accumulation; tensor cores for fp16/bf16) and the
-default algorithm.
+default algorithm unless the caller passes a ``cublasGemmAlgo_t`` (the tactic-selection pass
+times a few, see :mod:`dist_rt.runtime.cuda.tactics`). An explicit algorithm the library
+rejects for a shape or dtype (``CUBLAS_STATUS_NOT_SUPPORTED``) falls back to the default one,
+so a tactic recorded for one shape stays valid for the others of a dynamic profile.
 
 Rejected alternative: cuBLASLt with a heuristic-chosen algorithm per shape is a few percent
 faster on some shapes, but needs descriptors per shape and much more binding code.
@@ -34,6 +37,7 @@ from dist_rt.errors import ExecutionError
 _CUDA_TYPES = {"float32": 0, "float16": 2, "bfloat16": 14}
 _COMPUTE_32F = 68          # CUBLAS_COMPUTE_32F
 _GEMM_DEFAULT = -1         # CUBLAS_GEMM_DEFAULT (tensor ops allowed for 16-bit types)
+GEMM_DEFAULT = _GEMM_DEFAULT
 _OP_N, _OP_T = 0, 1
 #: Workspace per handle; cuBLAS recommends 32 MiB on Hopper.
 WORKSPACE_BYTES = 32 << 20
@@ -153,8 +157,16 @@ def _row_major(x: cupy.ndarray) -> bool:
         (x.shape[0] <= 1 or x.strides[0] >= x.shape[1] * x.itemsize)
 
 
+def _gemm(fn, args: list, algo: int, what: str) -> None:
+    """Call a ``*GemmEx`` with ``algo`` (last argument); retry with the default on rejection."""
+    status = fn(*args, algo)
+    if status != 0 and algo != _GEMM_DEFAULT:
+        status = fn(*args, _GEMM_DEFAULT)
+    _check(status, what)
+
+
 def matmul2d(a: cupy.ndarray, b: cupy.ndarray, out: cupy.ndarray | None = None,
-             trans_b: bool = False) -> cupy.ndarray:
+             trans_b: bool = False, algo: int = _GEMM_DEFAULT) -> cupy.ndarray:
     """``a @ b`` (or ``a @ b.T`` with ``trans_b``) for 2-D arrays of one dtype.
 
     Args:
@@ -162,6 +174,7 @@ def matmul2d(a: cupy.ndarray, b: cupy.ndarray, out: cupy.ndarray | None = None,
         b: (K, N), or (N, K) with ``trans_b``; rows contiguous.
         out: Optional (M, N) C-contiguous result buffer.
         trans_b: Read ``b`` as (N, K) and use its transpose.
+        algo: ``cublasGemmAlgo_t`` (default: ``CUBLAS_GEMM_DEFAULT``).
 
     Returns:
         The (M, N) product in a's dtype (float32 accumulation).
@@ -178,10 +191,10 @@ def matmul2d(a: cupy.ndarray, b: cupy.ndarray, out: cupy.ndarray | None = None,
         out.fill(0)
         return out
     t = cuda_type(a.dtype)
-    _check(_lib().cublasGemmEx(
+    _gemm(_lib().cublasGemmEx, [
         _handle(), _OP_T if trans_b else _OP_N, _OP_N, n, m, k, ctypes.byref(_ONE),
         b.data.ptr, t, _ld(b), a.data.ptr, t, _ld(a), ctypes.byref(_ZERO),
-        out.data.ptr, t, _ld(out), _COMPUTE_32F, _GEMM_DEFAULT), "cublasGemmEx")
+        out.data.ptr, t, _ld(out), _COMPUTE_32F], algo, "cublasGemmEx")
     return out
 
 
@@ -189,7 +202,7 @@ def matmul_batched(a_ptr: int, a_ld: int, a_stride: int, trans_a: bool,
                    b_ptr: int, b_ld: int, b_stride: int, trans_b: bool,
                    c_ptr: int, c_ld: int, c_stride: int,
                    m: int, n: int, k: int, batch: int, dtype,
-                   alpha: float = 1.0) -> None:
+                   alpha: float = 1.0, algo: int = _GEMM_DEFAULT) -> None:
     """Row-major ``C[i] = alpha * op(A[i]) @ op(B[i])`` over ``batch`` equally strided items.
 
     Args:
@@ -201,14 +214,15 @@ def matmul_batched(a_ptr: int, a_ld: int, a_stride: int, trans_a: bool,
         batch: Number of items.
         dtype: Element dtype of all three.
         alpha: Scale of the product.
+        algo: ``cublasGemmAlgo_t`` (default: ``CUBLAS_GEMM_DEFAULT``).
     """
     if batch == 0 or m == 0 or n == 0:
         return
     t = cuda_type(dtype)
     scale = _ONE if alpha == 1.0 else ctypes.c_float(alpha)
     # Column-major C^T (n x m) = op(B)^T (n x k) . op(A)^T (k x m).
-    _check(_lib().cublasGemmStridedBatchedEx(
+    _gemm(_lib().cublasGemmStridedBatchedEx, [
         _handle(), _OP_T if trans_b else _OP_N, _OP_T if trans_a else _OP_N, n, m, k,
         ctypes.byref(scale), b_ptr, t, b_ld, b_stride, a_ptr, t, a_ld, a_stride,
-        ctypes.byref(_ZERO), c_ptr, t, c_ld, c_stride, batch, _COMPUTE_32F, _GEMM_DEFAULT),
+        ctypes.byref(_ZERO), c_ptr, t, c_ld, c_stride, batch, _COMPUTE_32F], algo,
         "cublasGemmStridedBatchedEx")

@@ -180,8 +180,14 @@ def _elem_strides(x) -> tuple[int, ...]:
     return tuple(s // x.itemsize for s in x.strides)
 
 
-def attention(layer, inputs, rt) -> list | None:
+def attention(layer, inputs, rt, path: str | None = None) -> list | None:
     """dist_rt::Attention without a mask input (causal or not), GQA by head mapping.
+
+    ``path`` forces one implementation (a tactic, see :mod:`dist_rt.runtime.cuda.tactics`):
+    ``"flash"`` (the flash-style kernel at any query length; needs D <= 128), ``"chunks"``
+    (causal S == Skv by query chunks) or ``"cublas"`` (cuBLAS + in-place softmax per batch
+    item). None picks by query length, as below. A forced path that does not fit the call
+    falls through to the next that does, so the result is always computed.
 
     Returns Y (B, Hq, S, D) as a transposed view of a (B, S, Hq, D) buffer, so the exporter's
     following ``Transpose(0, 2, 1, 3) -> Reshape`` costs no copy; with
@@ -206,7 +212,8 @@ def attention(layer, inputs, rt) -> list | None:
     scale = layer.attr("scale", None)
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     causal = int(layer.attr("causal", 0))
-    if s <= DECODE_MAX_QUERIES and d <= MAX_HEAD_DIM:
+    flash = s <= DECODE_MAX_QUERIES if path is None else path == "flash"
+    if flash and d <= MAX_HEAD_DIM:
         q, k, v = (x if x.strides[-1] == x.itemsize else cupy.ascontiguousarray(x)
                    for x in (q, k, v))
         y = cupy.empty((b, s, hq, d), dtype=q.dtype)
@@ -220,7 +227,8 @@ def attention(layer, inputs, rt) -> list | None:
                  *(np.int64(x) for x in _elem_strides(v)[:3]),
                  np.float32(scale), np.int32(causal)))
         return [y if bshd else y.transpose(0, 2, 1, 3)]
-    if causal and s == skv and s >= 2 * CAUSAL_CHUNK_ROWS:
+    chunks = s >= 2 * CAUSAL_CHUNK_ROWS if path is None else path in ("chunks", "flash")
+    if chunks and causal and s == skv:
         y = _attention_causal_chunks(q, k, v, scale, g)
         return [y.transpose(0, 2, 1, 3) if bshd else y]
     # Long queries, per batch item: scores (Hkv, G*S, Skv) = scale * Q K^T on tensor cores
@@ -293,7 +301,7 @@ def _attention_causal_chunks(q, k, v, scale: float, g: int):
     return y
 
 
-def matmul(layer, inputs, rt) -> list | None:
+def matmul(layer, inputs, rt, algo: int = cublas.GEMM_DEFAULT) -> list | None:
     """MatMul on direct cuBLAS calls (capturable), for the shapes models use.
 
     * (..., M, K) @ (K, N): one 2-D GEMM over the flattened rows (CuPy's batched path for a
@@ -302,7 +310,8 @@ def matmul(layer, inputs, rt) -> list | None:
       GEMM.
 
     Anything else (1-D operands, broadcasting batch dims, mixed dtypes) returns None and
-    runs ``cupy.matmul``, which cannot be captured.
+    runs ``cupy.matmul``, which cannot be captured. ``algo`` is the ``cublasGemmAlgo_t``
+    (a timed tactic; the default algorithm otherwise).
     """
     a, b = inputs
     if a.dtype != b.dtype or cublas.cuda_type(a.dtype) is None or a.ndim < 2 or b.ndim < 2:
@@ -310,7 +319,7 @@ def matmul(layer, inputs, rt) -> list | None:
     if b.ndim == 2:
         if a.ndim > 2 and not a.flags.c_contiguous:
             a = cupy.ascontiguousarray(a)
-        y = cublas.matmul2d(a.reshape(-1, a.shape[-1]), b)
+        y = cublas.matmul2d(a.reshape(-1, a.shape[-1]), b, algo=algo)
         return [y.reshape(*a.shape[:-1], b.shape[1])]
     if a.shape[:-2] != b.shape[:-2]:
         return None
@@ -322,7 +331,7 @@ def matmul(layer, inputs, rt) -> list | None:
         y.fill(0)
     elif y.size:
         cublas.matmul_batched(a.data.ptr, k, m * k, False, b.data.ptr, n, k * n, False,
-                              y.data.ptr, n, m * n, m, n, k, batch, a.dtype)
+                              y.data.ptr, n, m * n, m, n, k, batch, a.dtype, algo=algo)
     return [y]
 
 

@@ -1,0 +1,216 @@
+"""Tactic selection: time each layer's implementations on the target device, keep the fastest.
+
+For every layer with more than one applicable tactic (:mod:`dist_rt.builder.tactics`) the
+pass builds a :func:`signature` (op, domain, attributes, input shapes and dtypes, backend,
+device arch, dist_rt version) and looks it up in the timing cache; on a miss it runs every
+tactic on random inputs of the layer's static shapes (constants use their real weights),
+one warm-up call then the median of a few timed calls, synchronizing the device around
+each, and stores the times. Equal signatures are timed once per build (a transformer's
+blocks share them), and a warm cache file skips timing altogether.
+
+The choice goes to ``layer.metadata["tactic"]`` (what the backends read) and
+``state.tactics`` (the engine's ``tactics``: the plan file and ``python -m dist_rt.inspect``
+show it). A non-default tactic must beat the default by :data:`MIN_GAIN`, so timing noise
+does not swap implementations for nothing.
+
+Shapes: the builder's ``input_shapes``, else the first profile's *opt* shapes (the shapes to
+optimize for), else the network's static shapes. A layer whose input shapes stay symbolic
+keeps the default path and is counted in the summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+import dist_rt
+from dist_rt.builder import tactics as _tactics
+from dist_rt.builder.passes import BuildState
+from dist_rt.builder.timing_cache import TimingCache
+from dist_rt.errors import DistRtError
+from dist_rt.network import Layer, Network
+
+#: A non-default tactic must be at least this much faster than the default to be chosen.
+MIN_GAIN = 0.05
+#: Timed calls per tactic (after one warm-up); fewer when one call is slow.
+REPEATS = 5
+#: Aim for about this many milliseconds of timed calls per tactic.
+BUDGET_MS = 20.0
+
+
+def _static_shapes(network: Network, state: BuildState) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> static shape for the shapes to optimize for (symbolic tensors absent)."""
+    given = dict(state.input_shapes)
+    if not given and state.config.profiles:
+        given = dict(state.config.profiles[0].opt)
+    probe = network.copy()
+    for t in probe.inputs:
+        if t.name in given:
+            t.shape = tuple(given[t.name])
+    try:
+        probe.infer_shapes()
+    except DistRtError:
+        probe = network  # the given shapes do not propagate: use the declared ones only
+    return {name: tuple(t.shape) for name, t in probe.tensors.items()
+            if t.shape is not None and all(isinstance(d, int) for d in t.shape)}
+
+
+def _attr_json(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        digest = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()[:16]
+        return f"array:{value.dtype}{list(value.shape)}:{digest}"
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (list, tuple)):
+        return [_attr_json(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)  # subgraphs and the like: their repr names them well enough
+
+
+def signature(layer: Layer, specs: Sequence[_tactics.Spec], device: str, arch: str) -> str:
+    """The timing-cache key of ``layer`` with these input specs on this device.
+
+    Example: ``MatMul(float32[8,64,256],float32[256,512]){}@cpu/x86_64/dist_rt-0.1.0``.
+    """
+    ins = ",".join("-" if s is None else f"{s[1].name}{list(s[0])}".replace(" ", "")
+                   for s in specs)
+    attrs = json.dumps({k: _attr_json(v) for k, v in sorted(layer.attributes.items())},
+                       sort_keys=True, separators=(",", ":"))
+    domain = "" if layer.domain in ("", "ai.onnx") else f"{layer.domain}::"
+    return f"{domain}{layer.op_type}({ins}){attrs}@{device}/{arch}/dist_rt-{dist_rt.__version__}"
+
+
+def _random_inputs(layer: Layer, specs: Sequence[_tactics.Spec], backend: Any,
+                   rng: np.random.Generator) -> list[Any]:
+    arrays = []
+    for t, spec in zip(layer.inputs, specs, strict=True):
+        if spec is None:
+            arrays.append(None)
+            continue
+        shape, dtype = spec
+        if t.weights is not None:
+            host = t.weights.numpy()
+        elif dtype.kind == "f":
+            host = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+        elif dtype.kind == "b":
+            host = rng.random(shape) > 0.1
+        else:
+            host = np.zeros(shape, dtype)
+        arrays.append(backend.to_device(host))
+    return arrays
+
+
+def time_tactics(layer: Layer, candidates: Sequence[_tactics.Tactic], inputs: Sequence[Any],
+                 backend: Any) -> dict[str, float]:
+    """Median milliseconds of each tactic on ``inputs`` (tactics that decline are left out).
+
+    The default tactic runs the backend's ordinary path (``backend.run_layer`` with no tactic
+    recorded on the layer).
+    """
+    rt = backend.make_run_context()
+    saved = layer.metadata.pop("tactic", None)
+    times: dict[str, float] = {}
+    try:
+        for tactic in candidates:
+            def call(tactic=tactic):
+                if tactic.run is None:
+                    return backend.run_layer(layer, inputs, rt)
+                return tactic.run(layer, inputs, rt)
+
+            backend.synchronize()
+            t0 = time.perf_counter()
+            try:
+                if call() is None:
+                    continue  # declined these inputs
+            except (DistRtError, ValueError, TypeError, IndexError, MemoryError):
+                continue  # cannot run here (e.g. a cuBLAS algo the GPU lacks): not a candidate
+            backend.synchronize()
+            first_ms = (time.perf_counter() - t0) * 1e3
+            repeats = max(1, min(REPEATS, int(BUDGET_MS / max(first_ms, 1e-3))))
+            samples = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                call()
+                backend.synchronize()
+                samples.append((time.perf_counter() - t0) * 1e3)
+            times[tactic.name] = statistics.median(samples)
+    finally:
+        if saved is not None:
+            layer.metadata["tactic"] = saved
+    return times
+
+
+def choose(times: dict[str, float]) -> str:
+    """The fastest tactic; the default unless another beats it by :data:`MIN_GAIN`."""
+    best = min(times, key=times.get)
+    default = times.get(_tactics.DEFAULT)
+    if default is not None and times[best] > default * (1.0 - MIN_GAIN):
+        return _tactics.DEFAULT
+    return best
+
+
+def run(network: Network, state: BuildState) -> str:
+    """Choose a tactic for every layer that has a choice (see the module docstring).
+
+    Args:
+        network: The final network; chosen tactics go to ``layer.metadata["tactic"]``.
+        state: Build state; receives ``tactics``; its config names the timing cache.
+
+    Returns:
+        A summary line (layers chosen, cache hits, signatures timed, symbolic layers).
+
+    Raises:
+        BuildError: The timing cache file cannot be written.
+    """
+    from dist_rt.runtime.backends import get_backend, resolve_device  # noqa: PLC0415
+
+    device = resolve_device(state.config.device)
+    backend = get_backend(device)
+    arch = backend.device_arch()
+    cache = TimingCache(state.config.timing_cache, device, arch)
+    table = _tactics.registry(device)
+    shapes: dict[str, tuple[int, ...]] | None = None
+    rng = np.random.default_rng(0)
+    chosen = hits = timed = symbolic = 0
+    for layer in network.layers:
+        if len(_tactics.tactics_for(device, layer)) < 2:
+            continue
+        if shapes is None:  # inferred once, and only when some layer has a choice
+            shapes = _static_shapes(network, state) if table else {}
+        if any(t is not None and t.name not in shapes for t in layer.inputs):
+            symbolic += 1
+            continue
+        specs = [None if t is None else (shapes[t.name], t.dtype) for t in layer.inputs]
+        candidates = _tactics.applicable(device, layer, specs)
+        if len(candidates) < 2:
+            continue
+        key = signature(layer, specs, device, arch)
+        entry = cache.get(key)
+        if entry is not None and any(t.name == entry["tactic"] for t in candidates):
+            hits += 1
+            choice = entry["tactic"]
+        else:
+            times = time_tactics(layer, candidates, _random_inputs(layer, specs, backend, rng),
+                                 backend)
+            if not times:
+                continue
+            choice = choose(times)
+            cache.put(key, choice, times)
+            timed += 1
+        layer.metadata["tactic"] = choice
+        state.tactics[layer.name] = choice
+        chosen += 1
+    cache.save()
+    where = f", cache {cache.path} ({len(cache)} entries)" if cache.path else ""
+    ignored = f", cache ignored: {cache.ignored}" if cache.ignored else ""
+    return (f"{chosen} layers: {hits} cached, {timed} timed, {symbolic} symbolic"
+            f"{where}{ignored}")
