@@ -159,7 +159,7 @@ def _build(network, args, shapes, log: _Log, **overrides):
     cfg = BuilderConfig(device=overrides.get("device", args.device),
                         precision=overrides.get("precision", args.precision),
                         optimization_level=overrides.get("optimization_level", 2),
-                        timing_cache=args.timing_cache)
+                        timing_cache=overrides.get("timing_cache", args.timing_cache))
     log(f"build  {cfg.device}, {cfg.precision}, optimization level {cfg.optimization_level}")
     return Builder(cfg, progress=log).build(network, input_shapes=shapes)
 
@@ -252,8 +252,10 @@ def _check(args, network, shapes, feeds, outputs, log: _Log) -> dict[str, float]
     if network is None:
         network, _ = _load_network(args.model, log)
     log("check  building the unsharded fp32 reference at optimization level 0")
+    # No timing cache: the reference runs the plain ops, and a CPU build must not replace
+    # the entries a CUDA build keeps in the same file.
     ref_engine = _build(network, args, shapes, log, device="cpu", precision="fp32",
-                        optimization_level=0)
+                        optimization_level=0, timing_cache=None)
     with ref_engine.create_execution_context() as ctx:
         ref = ctx.execute(feeds)
     return _inputs.max_errors(outputs, ref)

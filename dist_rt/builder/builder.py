@@ -107,7 +107,7 @@ class Builder:
         step("eliminate_casts", eliminate.run, level >= 1)       # casts made no-ops by precision
         step("memory_plan", memory_plan.run)                     # arena offsets, peak bytes
         step("tactics", tactics.run,                              # time kernels, keep fastest
-             level >= 2 or cfg.timing_cache is not None)
+             level >= 3 or cfg.timing_cache is not None)
 
         plan = state.memory_plan
         if plan and cfg.memory_limit is not None and plan["arena_bytes"] > cfg.memory_limit:

@@ -5,10 +5,11 @@ pass. Optimization levels::
 
     0  no graph rewriting (the reference build that ``--check`` compares against)
     1  constant folding + elimination of no-op layers
-    2  level 1 + fusion passes + tactic timing (default; see builder.passes.tactics)
-    3  level 2 (reserved for more expensive passes)
+    2  level 1 + CSE, shape simplification and fusion passes (default)
+    3  level 2 + tactic timing (see builder.passes.tactics)
 
-Tactic timing also runs at levels 0 and 1 when ``timing_cache`` is set.
+Tactic timing also runs at lower levels when ``timing_cache`` is set. It is off by default so
+builds stay fast and deterministic; ``--timing-cache FILE`` or level 3 turns it on.
 """
 
 from __future__ import annotations

@@ -150,7 +150,8 @@ def count_timing(monkeypatch):
 class TestPass:
     def test_records_choices(self, tmp_path):
         net = mlp(np.random.default_rng(0))
-        engine = Builder(BuilderConfig(verify=True)).build(net, input_shapes={"x": (4, 24, 192)})
+        engine = Builder(BuilderConfig(verify=True, optimization_level=3)).build(
+            net, input_shapes={"x": (4, 24, 192)})
         matmuls = [lay for lay in engine.network.layers if lay.op_type == "MatMul"]
         assert len(engine.tactics) == len(matmuls) == 6
         for lay in matmuls:
@@ -165,6 +166,11 @@ class TestPass:
                                        b.execute({"x": x})[net.outputs[0].name],
                                        rtol=1e-4, atol=1e-5)
 
+    def test_off_by_default(self, count_timing):
+        net = mlp(np.random.default_rng(0))
+        engine = Builder(BuilderConfig()).build(net, input_shapes={"x": (4, 24, 192)})
+        assert engine.tactics == {} and not count_timing
+
     def test_choose_needs_a_real_gain(self):
         assert tactic_pass.choose({"default": 1.0, "einsum": 0.97}) == "default"
         assert tactic_pass.choose({"default": 1.0, "einsum": 0.5, "flat2d": 0.6}) == "einsum"
@@ -172,7 +178,7 @@ class TestPass:
 
     def test_symbolic_shapes_keep_default(self, count_timing):
         net = mlp(np.random.default_rng(0), widths=(8, 8, 8))
-        engine = Builder(BuilderConfig()).build(net)
+        engine = Builder(BuilderConfig(optimization_level=3)).build(net)
         assert engine.tactics == {} and not count_timing
         assert "2 symbolic" in engine.build_notes["tactics"]
 
@@ -278,7 +284,8 @@ def obj_arch(path):
 class TestPlanFile:
     def test_round_trip_and_inspect(self, tmp_path, capsys):
         net = mlp(np.random.default_rng(0), widths=(8, 16, 8))
-        engine = Builder(BuilderConfig()).build(net, input_shapes={"x": (2, 24, 8)})
+        engine = Builder(BuilderConfig(optimization_level=3)).build(
+            net, input_shapes={"x": (2, 24, 8)})
         # force a non-default tactic so the loaded engine must run it
         for lay in engine.network.layers:
             if lay.op_type == "MatMul":
