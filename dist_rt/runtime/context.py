@@ -279,7 +279,15 @@ class ExecutionContext:
     # -- lifetime -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release device arrays held by the context (the communicator stays the caller's)."""
+        """Release device arrays held by the context (the communicator stays the caller's).
+
+        Captured CUDA graphs go first: those holding NCCL calls should be destroyed before
+        the caller destroys the communicator.
+        """
+        runner = getattr(self, "_cuda_graph_runner", None)
+        if runner is not None:
+            runner.release()
+            self._cuda_graph_runner = None
         self._constants = {}
         self._state.clear()
         self.communicator = None

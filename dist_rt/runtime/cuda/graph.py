@@ -145,6 +145,19 @@ class CudaGraphRunner:
         caller.wait_event(self.stream.record())
         return {n: outs[n] for n in names}
 
+    def release(self) -> None:
+        """Destroy the captured graphs and free the private pool.
+
+        Runs before the caller destroys the communicator, because a graph that captured
+        NCCL calls still refers to that communicator. (A 4-GPU run hung in teardown while
+        such graphs were alive, 2026-11-21; this ordering is the suspected fix, not yet
+        verified on GPUs.)
+        """
+        self.stream.synchronize()
+        self.graphs.clear()
+        self._steps = None
+        self.pool.free_all_blocks()
+
     @property
     def pool_bytes(self) -> int:
         """Bytes the private pool holds (the graphs' activations and inputs)."""
