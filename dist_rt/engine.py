@@ -96,8 +96,11 @@ class Engine:
     def refit(self, weights: dict[str, Any]) -> list[str]:
         """Replace weights by name (see :mod:`dist_rt.builder.refit`); returns the names.
 
+        Weights the builder merged (q/k/v, gate/up) are written into their slice of the
+        merged weight; weights it constant-folded into another constant are refused.
+
         Raises:
-            BuildError: Unknown or folded/fused-away weight, shape or dtype mismatch.
+            BuildError: Unknown or constant-folded weight, shape or dtype mismatch.
         """
         from dist_rt.builder.refit import refit  # noqa: PLC0415 - refit imports the config
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 
-from sharding.cost import reshard_ops, tensor_bytes
+from sharding.cost import all_to_all_ok, reshard_ops, tensor_bytes
 from sharding.placement import R
 from sharding.plan import ShardingPlan, strategy_cost
 
@@ -29,7 +29,7 @@ def rows(plan: ShardingPlan) -> list[tuple[str, str, str, str, str, float, float
             if t in plan.network.outputs:
                 wanted.add(R)
             for q in wanted:
-                for op in reshard_ops(p, q) or []:
+                for op in reshard_ops(p, q, all_to_all_ok(t, p, q, plan.world_size)) or []:
                     colls.append(op)
                     moved += tensor_bytes(t, plan.sizes)
         t_est = strategy_cost(layer, s, plan.cost_model, plan.sizes, plan.world_size)

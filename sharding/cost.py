@@ -3,9 +3,10 @@
 Estimates are for ranking plans, not for promising latencies::
 
     layer time      max(FLOPs / N_split / peak_flops, local bytes / memory_bandwidth)
-    collective      alpha + f(op, N) * bytes / link_bandwidth
+    collective      alpha + f(op, N) * bytes / link_bandwidth   (bytes: the global tensor)
                     all_reduce f = 2(N-1)/N, all_gather/reduce_scatter f = (N-1)/N
-                    (ring algorithms, the busbw factors nccl-tests reports)
+                    (ring algorithms, the busbw factors nccl-tests reports);
+                    all_to_all f = (N-1)/N^2: each rank sends (N-1)/N of its 1/N shard
     memory (rank)   weight bytes (sharded ones / N) + the largest activations
 
 Defaults exist for NVLink GPUs and for CPU ranks over MPI; ``CostModel.from_bench`` fits
@@ -137,15 +138,21 @@ class CostModel:
         return self.alpha + factor * nbytes / self.link_bandwidth
 
 
-def reshard_ops(src: Placement, dst: Placement) -> list[str] | None:
+def reshard_ops(src: Placement, dst: Placement, even: bool = True) -> list[str] | None:
     """Collectives turning ``src`` into ``dst`` (``[]`` = local; None = impossible).
 
     ::
 
-        from \\ to   R             S(d)             P
-        R           -             local slice      impossible
-        S(d)        all_gather    all_gather+slice impossible
-        P           all_reduce    reduce_scatter   -
+        from \\ to   R             S(b)                           P
+        R           -             local slice                    impossible
+        S(a)        all_gather    all_to_all (all_gather+slice)  impossible
+        P           all_reduce    reduce_scatter                 -
+
+    Args:
+        src: The producer's placement.
+        dst: The consumer's.
+        even: For ``S(a) -> S(b)``: whether :func:`all_to_all_ok` holds; when not, the
+            tensor is gathered and sliced (the slice is local).
     """
     if src == dst:
         return []
@@ -154,8 +161,26 @@ def reshard_ops(src: Placement, dst: Placement) -> list[str] | None:
     if src.is_replicate():
         return []
     if src.is_shard():
-        return ["all_gather"]
+        return ["all_to_all"] if dst.is_shard() and even else ["all_gather"]
     return ["all_reduce"] if dst.is_replicate() else ["reduce_scatter"]
+
+
+def all_to_all_ok(tensor, src: Placement, dst: Placement, n: int) -> bool:
+    """Whether ``tensor`` can go from ``Shard(a)`` to ``Shard(b)`` (a != b) by one all_to_all.
+
+    Needs dims a and b static and divisible by ``n`` (always true of placements the rules
+    offer) and at most one symbolic dim elsewhere (the local Reshapes around the collective
+    spell it ``-1``; see ``sharding.partition``).
+    """
+    if not (src.is_shard() and dst.is_shard()) or src.dim == dst.dim or tensor is None \
+            or tensor.shape is None:
+        return False
+    shape = tensor.shape
+    if not (0 <= src.dim < len(shape) and 0 <= dst.dim < len(shape)):
+        return False
+    if any(not isinstance(shape[d], int) or shape[d] % n for d in (src.dim, dst.dim)):
+        return False
+    return sum(not isinstance(d, int) for d in shape) <= 1
 
 
 def resolve_dim(d, sizes: dict[str, int]) -> int:

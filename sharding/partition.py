@@ -3,10 +3,23 @@
 Each layer is copied with the inputs its strategy asks for. Where a tensor's placement
 differs from what a consumer asks, the conversion is emitted once and shared::
 
-    from \\ to   R                         S(d)
-    R           -                         Slice [r*c, (r+1)*c) on d
-    S(d)        all_gather(axis=d)        all_gather(d) + Slice on the new dim
-    P           all_reduce(sum)           reduce_scatter(axis=d)
+    from \\ to   R                         S(b)
+    R           -                         Slice [r*c, (r+1)*c) on b
+    S(a)        all_gather(axis=a)        all_to_all(axis=b) + Reshape/Transpose/Reshape
+                                          (all_gather(a) + Slice when not evenly divisible)
+    P           all_reduce(sum)           reduce_scatter(axis=b)
+
+``S(a) -> S(b)`` by all_to_all, for a tensor of global shape (D_a, D_b) (any other dims
+ride along) on N ranks, ``ca = D_a/N``, ``cb = D_b/N``::
+
+    x_r   = rows [r*ca, (r+1)*ca) of a, all of b                    (ca, D_b)
+    y_r   = all_to_all(x_r, axis=b): block j = x_j[:, r*cb:(r+1)*cb] (ca, N*cb), j = source
+    Reshape (ca, N, cb) -> Transpose (N, ca, cb) -> Reshape (D_a, cb) = columns r of b
+
+    rank | holds before         | sends to rank j          | holds after
+    r    | a-rows of chunk r    | its b-columns of chunk j | all a-rows, b-columns chunk r
+
+Each rank sends (N-1)/N of its shard, against the whole tensor an all_gather brings in.
 
 Weights never go through a collective: rank r reads only its slice with
 ``Weights.read(index)`` (memory-mapped external data stays on disk except for that slice).
@@ -23,6 +36,7 @@ import numpy as np
 
 from dist_rt.network import Network, Tensor
 from dist_rt.weights import Weights
+from sharding.cost import all_to_all_ok
 from sharding.placement import Placement, R, Shard
 from sharding.rules import LOCALIZERS, Strategy
 
@@ -161,6 +175,8 @@ class LocalBuilder:
             y = self._collective(x, op, axis, out, tensor.name)
         elif placement.is_replicate():
             y = self._collective(x, "all_gather", have.dim, out, tensor.name)
+        elif have.is_shard() and all_to_all_ok(tensor, have, placement, self.n):
+            y = self._all_to_all(x, tensor, have, placement, out)
         elif have.is_shard():
             full = self.get(tensor, R)
             y = self._slice(full, tensor, placement, name)
@@ -168,6 +184,28 @@ class LocalBuilder:
             y = self._slice(x, tensor, placement, name)
         self._local[key] = y
         return y
+
+    def _all_to_all(self, x: Tensor, tensor: Tensor, have: Shard, want: Shard, out: str
+                    ) -> Tensor:
+        """``S(a) -> S(b)`` by one all_to_all on b, then regroup (module docstring)."""
+        n, a, b = self.n, have.dim, want.dim
+        shape = [d if isinstance(d, int) else -1 for d in tensor.shape]
+        local = list(shape)
+        local[a] //= n
+        y = self._collective(x, "all_to_all", b, self.net.unique_name(f"{out}.a2a"),
+                             tensor.name)
+        split = local[:b] + [n, shape[b] // n] + local[b + 1:]
+        y = self.emit_new("Reshape", [y, self.const(f"{tensor.name}.split", np.asarray(
+            split, np.int64))], name=f"{tensor.name}.a2a_split")[0]
+        # The source-rank axis (at b) goes right before a, whose position moved if a > b.
+        perm = [i for i in range(len(split)) if i != b]
+        perm.insert(perm.index(a + (a > b)), b)
+        y = self.emit_new("Transpose", [y], name=f"{tensor.name}.a2a_order",
+                          attrs={"perm": perm})[0]
+        final = list(shape)
+        final[b] //= n
+        return self.emit_new("Reshape", [y, self.const(f"{tensor.name}.merge", np.asarray(
+            final, np.int64))], name=f"{tensor.name}.a2a_merge", out_names=[out])[0]
 
     def _collective(self, x: Tensor, op: str, axis: int, out: str, what: str) -> Tensor:
         attrs = {"collective_operation": op, "reduce_op": "sum", "root": 0, "group": [],

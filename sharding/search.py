@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dist_rt.errors import ShardingError
-from sharding.cost import CostModel, reshard_ops, tensor_bytes
+from sharding.cost import CostModel, all_to_all_ok, reshard_ops, tensor_bytes
 from sharding.placement import Placement, R
 from sharding.rules import Strategy
 
@@ -76,8 +76,12 @@ def weight_bytes(tensor, placement: Placement, n: int) -> float:
 
 
 def reshard_cost(problem: Problem, tensor, src: Placement, dst: Placement) -> float | None:
-    """Time to convert ``tensor`` from ``src`` to ``dst`` (None when impossible)."""
-    ops = reshard_ops(src, dst)
+    """Time to convert ``tensor`` from ``src`` to ``dst`` (None when impossible).
+
+    A Shard destination also pays one local pass over its shard (the slice, or the
+    transpose around an all_to_all).
+    """
+    ops = reshard_ops(src, dst, all_to_all_ok(tensor, src, dst, problem.world_size))
     if ops is None:
         return None
     nbytes = problem.nbytes(tensor)

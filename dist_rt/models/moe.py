@@ -17,6 +17,23 @@ but every tensor has a static layout with the expert dim leading, so expert para
 plain sharding of ``E``: with Wg/Wu/Wd and the E rows of ``G^T`` split over ranks, each rank
 computes its experts' ``y * G``, and the ``ReduceSum`` over ``E`` makes the output Partial,
 i.e. one all-reduce (or a reduce-scatter over tokens). The router stays replicated.
+
+``MoEConfig(dispatch="capacity")`` builds the sparse GShard/Switch formulation instead, as
+those models export (tokens in ``G`` groups of ``S``, expert capacity
+``C = ceil(capacity_factor * k * S / E)`` per group, assignments over capacity dropped)::
+
+    mask = OneHot(idx, E)                      (G, S, k, E)   top-k choices
+    pos  = CumSum over (k, S) per expert - 1   first choices fill the buffers first
+    slot = (pos == arange(C))                  (G, k, S, C)   no slot when pos >= C: dropped
+    D    = einsum("gkse,gksc->gsec")           dispatch 0/1; W: the same weighted by gates
+    xd   = einsum("gsec,gsh->egch", D, x)      (E, G, C, h)   tokens gathered per expert
+    y    = FFN_e(xd) as (E, G*C, h) @ (E, h, f) ...           batched MatMul over E
+    out  = einsum("gsec,egch->gsh", W, y)      (G, S, h)
+
+Its shapes are static, so the token count must be: ``tokens_shape`` (batch, seq) is used
+when :func:`make_moe` gets symbolic dims. With ``G`` data-parallel and ``E`` expert-parallel,
+``xd`` moves from ``S(1)`` to ``S(0)`` (and ``y`` back) by one all_to_all each, GShard's
+plan; the planner weighs it against the all-reduce over E and replicated experts.
 """
 
 from __future__ import annotations
@@ -49,6 +66,11 @@ class MoEConfig:
         eps: RMSNorm epsilon.
         dtype: ``float32`` or ``float16``; logits are cast to float32.
         seed: Seed of the random weights.
+        dispatch: ``"dense"`` (every expert on every token) or ``"capacity"`` (GShard).
+        capacity_factor: Capacity dispatch: buffer slots per expert relative to an even
+            spread of the ``k * S`` assignments of a group.
+        groups: Capacity dispatch: token groups ``G`` (the data-parallel dim).
+        tokens_shape: Capacity dispatch: static (batch, seq) used for symbolic dims.
     """
 
     vocab: int = 128
@@ -63,10 +85,31 @@ class MoEConfig:
     eps: float = 1e-5
     dtype: str = "float32"
     seed: int = 0
+    dispatch: str = "dense"
+    capacity_factor: float = 1.25
+    groups: int = 4
+    tokens_shape: tuple[int, int] = (2, 8)
 
     def __post_init__(self) -> None:
         if not 1 <= self.top_k <= self.experts:
             raise ValueError(f"top_k {self.top_k} must be in [1, experts={self.experts}]")
+        if self.dispatch not in ("dense", "capacity"):
+            raise ValueError(f"dispatch {self.dispatch!r} must be 'dense' or 'capacity'")
+        if self.capacity_factor <= 0 or self.groups < 1:
+            raise ValueError(f"capacity_factor {self.capacity_factor} must be > 0 and groups "
+                             f"{self.groups} >= 1")
+
+    def capacity(self, tokens: int) -> int:
+        """Slots per expert and group, ``C = ceil(capacity_factor * k * (tokens / G) / E)``.
+
+        Raises:
+            ValueError: ``tokens`` is not a multiple of ``groups``.
+        """
+        if tokens % self.groups:
+            raise ValueError(f"capacity dispatch: {tokens} tokens do not split into "
+                             f"{self.groups} groups")
+        per_group = tokens // self.groups
+        return max(1, math.ceil(self.capacity_factor * self.top_k * per_group / self.experts))
 
     def attention_config(self) -> llama.LlamaConfig:
         """The Llama config whose attention this model's layers reuse."""
@@ -115,6 +158,59 @@ def moe_ffn(g: GraphBuilder, x: str, cfg: MoEConfig, i: int) -> str:
     return g.node("Reshape", [out, g.node("Shape", [x], s)], s)
 
 
+def moe_capacity_ffn(g: GraphBuilder, x: str, cfg: MoEConfig, i: int, tokens: int) -> str:
+    """The MoE block of layer ``i`` with capacity dispatch (module docstring).
+
+    Args:
+        g: Graph under construction.
+        x: Normalized hidden state (B, S, hidden) with ``B * S == tokens``.
+        cfg: Config (``dispatch="capacity"``).
+        i: Layer index (for names).
+        tokens: The static token count ``T``.
+
+    Returns:
+        The block output (B, S, hidden), before the residual Add.
+    """
+    p, s = f"model.layers.{i}.block_sparse_moe", f"/model/layers.{i}/block_sparse_moe"
+    e, h, f, k, grp = cfg.experts, cfg.hidden, cfg.ffn, cfg.top_k, cfg.groups
+    c = cfg.capacity(tokens)
+    per = tokens // grp
+    xg = g.node("Reshape", [x, g.const([grp, per, h])], s)  # (G, S, h)
+
+    wr = g.weight(f"{p}.gate.weight", (h, e), h**-0.5)
+    probs = g.node("Softmax", [g.node("MatMul", [xg, wr], f"{s}/gate")], s, axis=-1)
+    vals, idx = g.node("TopK", [probs, g.const([k])], s, outputs=2, axis=-1, largest=1,
+                       sorted=1)
+    vals = g.node("Div", [vals, g.node("ReduceSum", [vals, g.const([-1])], s, keepdims=1)], s)
+    mask = g.node("OneHot", [idx, g.const(e), g.const([0.0, 1.0])], s, axis=-1)  # (G,S,k,E)
+    # Priority order (k, S): every token's first choice is placed before any second choice.
+    mask = g.node("Reshape", [g.node("Transpose", [mask], s, perm=[0, 2, 1, 3]),
+                              g.const([grp, k * per, e])], s)
+    pos = g.node("Sub", [g.node("CumSum", [mask, g.const(1)], s), g.const(1.0)], s)
+    pos = g.node("ReduceSum", [g.node("Mul", [pos, mask], s), g.const([-1])], s, keepdims=1)
+    slot = g.node("Cast", [g.node("Equal", [pos, g.const(np.arange(c, dtype=np.float32)
+                                                         .astype(g.dtype))], s)],
+                  s, to=g.elem_type)  # (G, kS, C); positions >= C match nothing: dropped
+    mask = g.node("Reshape", [mask, g.const([grp, k, per, e])], s)
+    slot = g.node("Reshape", [slot, g.const([grp, k, per, c])], s)
+    gates = g.node("Transpose", [vals], s, perm=[0, 2, 1])  # (G, k, S)
+    dispatch = g.node("Einsum", [mask, slot], s, equation="gkse,gksc->gsec")
+    combine = g.node("Einsum", [mask, slot, gates], s, equation="gkse,gksc,gks->gsec")
+
+    xd = g.node("Einsum", [dispatch, xg], f"{s}/dispatch", equation="gsec,gsh->egch")
+    xe = g.node("Reshape", [xd, g.const([e, grp * c, h])], f"{s}/experts")
+    wg = g.weight(f"{p}.experts.w1", (e, h, f), h**-0.5)
+    wu = g.weight(f"{p}.experts.w3", (e, h, f), h**-0.5)
+    wd = g.weight(f"{p}.experts.w2", (e, f, h), f**-0.5 / math.sqrt(2 * cfg.layers))
+    a = g.node("MatMul", [xe, wg], f"{s}/experts/w1")
+    a = g.node("Mul", [a, g.node("Sigmoid", [a], f"{s}/experts/act_fn")], f"{s}/experts/act_fn")
+    a = g.node("Mul", [a, g.node("MatMul", [xe, wu], f"{s}/experts/w3")], f"{s}/experts")
+    y = g.node("MatMul", [a, wd], f"{s}/experts/w2")  # (E, G*C, h)
+    y = g.node("Reshape", [y, g.const([e, grp, c, h])], f"{s}/experts")
+    out = g.node("Einsum", [combine, y], f"{s}/combine", equation="gsec,egch->gsh")
+    return g.node("Reshape", [out, g.node("Shape", [x], s)], s)
+
+
 def make_moe(cfg: MoEConfig | None = None, *, batch: Dim = "batch",
              seq: Dim = "seq") -> onnx.ModelProto:
     """Builds a Mixtral-style MoE decoder with random weights.
@@ -129,6 +225,9 @@ def make_moe(cfg: MoEConfig | None = None, *, batch: Dim = "batch",
         (batch, seq, vocab).
     """
     cfg = cfg or MoEConfig()
+    if cfg.dispatch == "capacity":
+        batch = batch if isinstance(batch, int) else cfg.tokens_shape[0]
+        seq = seq if isinstance(seq, int) else cfg.tokens_shape[1]
     acfg = cfg.attention_config()
     g = GraphBuilder("main_graph", cfg.dtype, cfg.seed)
     _, _, h, cos, sin, mask = llama.embed_with_rope(g, acfg, batch, seq)
@@ -139,7 +238,9 @@ def make_moe(cfg: MoEConfig | None = None, *, batch: Dim = "batch",
         h = g.node("Add", [h, llama.attention(g, x, acfg, i, cos, sin, mask)], scope)
         w = g.weight(f"{prefix}.post_attention_layernorm.weight", (cfg.hidden,), 0.02, 1.0)
         x = llama.rms_norm(g, h, w, cfg.eps, f"{scope}/post_attention_layernorm")
-        h = g.node("Add", [h, moe_ffn(g, x, cfg, i)], scope)
+        ffn = moe_capacity_ffn(g, x, cfg, i, batch * seq) if cfg.dispatch == "capacity" \
+            else moe_ffn(g, x, cfg, i)
+        h = g.node("Add", [h, ffn], scope)
     w = g.weight("model.norm.weight", (cfg.hidden,), 0.02, 1.0)
     h = llama.rms_norm(g, h, w, cfg.eps, "/model/norm")
     logits = llama.linear(g, h, "lm_head.weight", cfg.hidden, cfg.vocab, "/lm_head")
@@ -147,9 +248,16 @@ def make_moe(cfg: MoEConfig | None = None, *, batch: Dim = "batch",
     return g.build(doc=f"make_moe({cfg})")
 
 
-def sample_inputs(cfg: MoEConfig | None = None, batch: int = 1, seq: int = 8,
-                  seed: int = 0) -> dict[str, np.ndarray]:
-    """Random ``input_ids`` int64 (batch, seq) for :func:`make_moe`."""
+def sample_inputs(cfg: MoEConfig | None = None, batch: int | None = None,
+                  seq: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random ``input_ids`` int64 (batch, seq) for :func:`make_moe`.
+
+    Batch and seq default to 1 and 8, or to ``cfg.tokens_shape`` for capacity dispatch
+    (whose model has static shapes: pass the sizes given to :func:`make_moe`).
+    """
     cfg = cfg or MoEConfig()
+    default = cfg.tokens_shape if cfg.dispatch == "capacity" else (1, 8)
+    batch = default[0] if batch is None else batch
+    seq = default[1] if seq is None else seq
     rng = np.random.default_rng(seed)
     return {"input_ids": rng.integers(0, cfg.vocab, size=(batch, seq), dtype=np.int64)}

@@ -29,6 +29,7 @@ import numpy as np
 from onnx import GraphProto, ModelProto, NodeProto, ValueInfoProto
 
 from dist_rt import dtypes
+from dist_rt.builder.refit import FOLDED_WEIGHTS
 from dist_rt.errors import GraphError, ModelError, ParseError, UnsupportedOpError
 from dist_rt.network import DEFAULT_OPSET, Network, Tensor
 from dist_rt.onnx.attributes import attribute_value, normalize_collective
@@ -477,6 +478,13 @@ def fold_known(net: Network, known: dict[str, np.ndarray]) -> int:
         values = [known.get(t.name) for t in layer.outputs]
         if any(v is None or np.size(v) > _FOLD_LIMIT for v in values):
             continue
+        if layer.op_type not in ("Shape", "Size"):
+            # A weight folded into a new constant (a transposed tied embedding...) cannot be
+            # refit without replaying the fold: Engine.refit refuses it by this record.
+            for t in layer.inputs:
+                if t is not None and t.is_constant:
+                    net.metadata.setdefault(FOLDED_WEIGHTS, {}).setdefault(
+                        t.name, f"{layer.op_type} node '{layer.name}' (folded on import)")
         for tensor, value in zip(layer.outputs, values, strict=True):
             value = np.asarray(value)
             if tensor.dtype is not None and value.dtype != tensor.dtype:

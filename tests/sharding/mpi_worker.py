@@ -2,7 +2,8 @@
 outputs with the unsharded reference.
 
 Models: the hand-built transformers of ``nets.py``, the zoo (Llama with GQA + RoPE, GPT-2,
-BERT with an attention mask, ViT, ResNet, a top-2-of-4 MoE) in even and uneven sizes, and
+BERT with an attention mask, ViT, ResNet, top-2-of-4 MoEs, dense and capacity-dispatch,
+the latter also with all_to_all expert parallelism) in even and uneven sizes, and
 the PyTorch-dynamo fixtures of ``tests/fixtures`` (also against PyTorch's own outputs). One
 model also goes through ``dist_rt.export_onnx`` -> ``dist_rt.parse_onnx`` and must give the
 same outputs. Prints one ``OK <model> <max err> <collectives>`` line per model on rank 0
@@ -63,12 +64,15 @@ def zoo_cases():
         ("resnet", {}),
         ("moe", {}),
         ("moe", {"experts": 6, "ffn": 50}),
+        ("moe", {"dispatch": "capacity"}),
+        ("moe", {"dispatch": "capacity", "experts": 6, "ffn": 50}),
     ]
     for name, over in cases:
         spec = REGISTRY[name]
         cfg = spec.config(**over)
         label = name + "".join(f" {k}={v}" for k, v in over.items() if k in
-                               ("hidden", "heads", "kv_heads", "experts", "tie_embeddings"))
+                               ("hidden", "heads", "kv_heads", "experts", "tie_embeddings",
+                                "dispatch"))
         yield label, spec.make(cfg), spec.sample_inputs(cfg, 2)
 
 
@@ -81,7 +85,8 @@ def fixture_cases():
         yield name, os.path.join(FIXTURES, f"{name}.onnx"), feeds, torch_out
 
 
-def check(comm, name, load, feeds, cost, torch_out=None, round_trip=False) -> bool:
+def check(comm, name, load, feeds, cost, torch_out=None, round_trip=False,
+          hints=None) -> bool:
     """Plan ``load()`` over the communicator's ranks and compare with the unsharded run."""
     n, rank = comm.size, comm.rank
     t0 = time.perf_counter()
@@ -94,7 +99,7 @@ def check(comm, name, load, feeds, cost, torch_out=None, round_trip=False) -> bo
             if ref_err > 1e-4:
                 print(f"FAIL rank {rank} {name}: unsharded run vs PyTorch: {ref_err}")
                 return False
-        plan = sharding.plan(load(), n, cost_model=cost)
+        plan = sharding.plan(load(), n, cost_model=cost, hints=hints)
         local = plan.partition(rank)
         rt = RunContext(communicator=comm, rank=rank, world_size=n)
         got = run_network(local, feeds, rt)
@@ -119,6 +124,24 @@ def check(comm, name, load, feeds, cost, torch_out=None, round_trip=False) -> bo
     return ok
 
 
+def check_expert_parallel(comm) -> bool:
+    """Capacity MoE with data-parallel tokens: GShard's all_to_all plan where E and the token
+    groups divide over the ranks (N = 2, 4), the planner's free choice otherwise."""
+    from dist_rt import parse_onnx
+    from dist_rt.models import MoEConfig, make_moe
+    from dist_rt.models.moe import sample_inputs
+
+    cfg = MoEConfig(dispatch="capacity")
+    model = make_moe(cfg)
+    split = cfg.experts % comm.size == 0 and cfg.groups % comm.size == 0
+    hints = {"layers": {"*/dispatch/Einsum": "split-g", "*/combine/Einsum": "split-g"}} \
+        if split and comm.size > 1 else None
+    cost = sharding.CostModel(alpha=1e-5, link_bandwidth=1e9, peak_flops=1e12,
+                              memory_bandwidth=1e9, name="decode")
+    return check(comm, "moe capacity all_to_all", lambda: parse_onnx(model), sample_inputs(cfg),
+                 cost, hints=hints)
+
+
 def main() -> int:
     from dist_rt import parse_onnx
 
@@ -133,6 +156,7 @@ def main() -> int:
         for cost in (TEST_COST, EAGER_COST):
             ok &= check(comm, name, lambda m=model: parse_onnx(m), feeds, cost,
                         round_trip=i == 0 and cost is TEST_COST)
+    ok &= check_expert_parallel(comm)
     for name, path, feeds, torch_out in fixture_cases():
         for cost in (TEST_COST, EAGER_COST):
             ok &= check(comm, name, lambda p=path: parse_onnx(p), feeds, cost, torch_out)

@@ -10,6 +10,9 @@ Two sources of known values:
    batch shape is cheaper to compute than to store).
 
 Non-deterministic or side-effecting ops (collectives, random) are never folded.
+
+Source weights a folded layer read are recorded (``refit.record_folded``): the folded
+constant is a copy a refit cannot update, so refit names the layer and asks for a rebuild.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 
 from dist_rt.builder.passes import BuildState
 from dist_rt.builder.passes._util import remove_and_prune
+from dist_rt.builder.refit import record_folded
 from dist_rt.errors import DistRtError
 from dist_rt.network import Layer, Network
 from dist_rt.ops import RunContext
@@ -65,6 +69,7 @@ def run(network: Network, state: BuildState) -> str:
             values = _run_on_constants(layer)
             if values is None:
                 continue
+        record_folded(network, layer)
         _to_constant(layer, values)
         folded.append(layer)
     pruned = remove_and_prune(network, folded)

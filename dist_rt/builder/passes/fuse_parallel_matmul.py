@@ -16,7 +16,10 @@ local slice of the full output either way.
 
 Rejected alternative: concatenating weights that other layers also read (tied embeddings,
 a weight shared by two activations) would keep both copies in memory; such MatMuls are left
-alone. Refit of a merged weight is refused by ``builder/refit.py`` (fused away: rebuild).
+alone.
+
+Refit: each W_i's column range in the merged weight is recorded (``refit.record_concat``),
+so ``Engine.refit({W_i: value})`` writes the new value into its slice.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 
 from dist_rt.builder.passes import BuildState
 from dist_rt.builder.passes.fuse_util import Matcher, fused_from, take_name
+from dist_rt.builder.refit import record_concat
 from dist_rt.network import Layer, Network, Tensor
 
 #: Split takes its sizes as an input from this opset on (an attribute before).
@@ -60,6 +64,7 @@ def _merge(network: Network, group: list[Layer]) -> None:
     sizes = [int(w.shape[1]) for w in weights]
     merged = np.concatenate([w.weights.numpy() for w in weights], axis=1)
     w_cat = network.add_constant(network.unique_name(f"{weights[0].name}.merged"), merged)
+    record_concat(network, w_cat.name, weights, axis=-1)  # refit writes W_i's column slice
     mm = network.add_layer("MatMul", [x, w_cat],
                            name=network.unique_name(f"{first.name}.merged"))
     mm.metadata["fused_from"] = fused_from(group)
