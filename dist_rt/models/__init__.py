@@ -7,7 +7,8 @@ tests of every package and the benchmarks; onnxruntime is their reference.
 
 Modules: :mod:`~dist_rt.models.llama` (the default run), :mod:`~dist_rt.models.gpt2`,
 :mod:`~dist_rt.models.bert`, :mod:`~dist_rt.models.vit`, :mod:`~dist_rt.models.resnet`,
-:mod:`~dist_rt.models.moe` (top-k mixture of experts, dense dispatch for expert parallelism).
+:mod:`~dist_rt.models.moe` (top-k mixture of experts: dense dispatch, or GShard capacity
+dispatch with all_to_all expert parallelism).
 Each module's ``sample_inputs`` gives matching random feeds.
 
 Example::
