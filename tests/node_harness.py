@@ -7,18 +7,20 @@ every op. ``python tests/node_harness.py Add Relu`` prints pass/fail per case.
 
 from __future__ import annotations
 
+import copy
 import functools
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
+import pytest
 from onnx import ModelProto, TensorProto, numpy_helper
 
 from dist_rt import dtypes
 from dist_rt.network import Network
 from dist_rt.onnx.attributes import attribute_value
-from dist_rt.ops import RunContext
+from dist_rt.ops import RunContext, is_supported
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,6 +43,48 @@ def node_cases(op_types: set[str] | None = None) -> Iterator[tuple[str, ModelPro
             # Cases with exotic dtypes (Cast to float8...) store data as TensorProtos.
             yield case.name, case.model, [_as_array(v) for v in inputs], \
                 [_as_array(v) for v in outputs]
+
+
+def case_params(op_types: set[str], keep: Callable[[str, set[str]], bool] | None = None,
+                skip: dict[str, str] | None = None) -> Iterator:
+    """``pytest.param(model, inputs, outputs)`` of the node cases whose every op is registered.
+
+    Args:
+        op_types: A case is considered when its graph uses one of these ops.
+        keep: Also required of a case: ``keep(name, op types of its graph)``.
+        skip: Case names to mark skipped, with the reason.
+
+    Yields:
+        One param per case; a repeated case name gets the id ``name_2``, ``name_3``...
+    """
+    skip = skip or {}
+    seen: dict[str, int] = {}
+    for name, model, inputs, outputs in node_cases(op_types):
+        ops = {(n.domain, n.op_type) for n in model.graph.node}
+        if not all(is_supported(op, domain) for domain, op in ops):
+            continue
+        if keep is not None and not keep(name, {op for _, op in ops}):
+            continue
+        seen[name] = seen.get(name, 0) + 1
+        key = name if seen[name] == 1 else f"{name}_{seen[name]}"
+        marks = [pytest.mark.skip(reason=skip[name])] if name in skip else []
+        yield pytest.param(model, inputs, outputs, id=key, marks=marks)
+
+
+def named_outputs(model: ModelProto) -> ModelProto:
+    """A copy of ``model`` where every omitted ("") node output has a unique name."""
+    model = copy.deepcopy(model)
+    for i, node in enumerate(model.graph.node):
+        for j, name in enumerate(node.output):
+            if not name:
+                node.output[j] = f"_unused_{i}_{j}"
+    return model
+
+
+def has_16bit_float(outputs: list) -> bool:
+    """True when an expected output is fp16/bf16 (looser tolerances apply)."""
+    return any(np.asarray(o).dtype.itemsize == 2 and np.asarray(o).dtype.kind in "fV"
+               for o in outputs)
 
 
 def _as_array(value):

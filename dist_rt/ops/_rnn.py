@@ -10,11 +10,11 @@ last valid step, as ONNX requires.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from dist_rt.ops._elementwise import widen
 from dist_rt.ops._extra_util import fail
-from dist_rt.ops._op import TensorDesc
+from dist_rt.ops._op import Op, TensorDesc, check_inputs
 
 _WITH_ALPHA = {"affine", "leakyrelu", "thresholdedrelu", "scaledtanh", "hardsigmoid", "elu"}
 _WITH_BETA = {"affine", "scaledtanh", "hardsigmoid"}
@@ -165,3 +165,30 @@ def run_recurrence(xp: Any, layer: Any, inputs: Any, gates: int, defaults: list[
 def clipped(xp: Any, v: Any, clip: float | None) -> Any:
     """``v`` clipped to ``[-clip, clip]`` when ``clip`` is set."""
     return v if clip is None else xp.clip(v, -clip, clip)
+
+
+class RecurrentOp(Op):
+    """Base of RNN, GRU and LSTM: the input count check, output descriptions, the recurrence.
+
+    Subclasses set ``gates``, ``default_activations`` and (LSTM) ``with_cell``, and write
+    their step as a ``cell`` passed to :meth:`recur`.
+    """
+
+    #: Number of gates G (W is (dirs, G*H, I)).
+    gates: ClassVar[int] = 1
+    #: Default activation names of one direction.
+    default_activations: ClassVar[tuple[str, ...]] = ("Tanh",)
+    #: True for LSTM: inputs initial_c and P, a cell state and output Y_c.
+    with_cell: ClassVar[bool] = False
+
+    @classmethod
+    def infer(cls, layer: Any, inputs: Any) -> list[TensorDesc]:
+        """Check the input count; describe Y, Y_h (and Y_c)."""
+        check_inputs(layer, inputs, 3, 8 if cls.with_cell else 6)
+        return infer_outputs(layer, inputs, with_cell=cls.with_cell)
+
+    @classmethod
+    def recur(cls, xp: Any, layer: Any, inputs: Any, cell: Callable) -> list[Any]:
+        """:func:`run_recurrence` with this op's gates, activations and cell state."""
+        return run_recurrence(xp, layer, inputs, cls.gates, list(cls.default_activations),
+                              cell, with_cell=cls.with_cell)

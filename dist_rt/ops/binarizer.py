@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from dist_rt.ops._op import Op, TensorDesc, check_inputs, register_op
+from dist_rt.ops._op import SameShapeOp, register_op
 
 
 @register_op("Binarizer", since_opset=1, domain="ai.onnx.ml")
-class Binarizer(Op):
+class Binarizer(SameShapeOp):
     """``y = (x > threshold).astype(x.dtype)``."""
-
-    @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 1)
-        return [TensorDesc(inputs[0].dtype, inputs[0].shape)]
 
     @classmethod
     def _run(cls, layer, inputs, rt):

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from dist_rt.errors import ShapeError
 from dist_rt.ops._elementwise import widen
 from dist_rt.ops._op import Op, TensorDesc, check_inputs, normalize_axis, register_op
+
+
+def cumulate(layer: Any, x: Any, axis: int, xp: Any, cum: Callable, identity: int) -> Any:
+    """``cum(x)`` (``xp.cumsum``, ``xp.cumprod``) along ``axis`` in ``x``'s dtype, honouring
+    the layer's ``exclusive`` and ``reverse`` attributes; ``identity`` leads an exclusive scan.
+    """
+    y = widen(x)
+    reverse = bool(layer.attr("reverse", 0))
+    if reverse:
+        y = xp.flip(y, axis)
+    if layer.attr("exclusive", 0) and y.shape[axis]:
+        # exclusive[i] = inclusive[i - 1]: scan a copy shifted by one with a leading identity
+        # (exact, unlike inclusive - X which rounds for floats).
+        head = [slice(None)] * y.ndim
+        head[axis] = slice(0, y.shape[axis] - 1)
+        lead_shape = tuple(1 if i == axis else d for i, d in enumerate(y.shape))
+        lead = xp.full(lead_shape, identity, dtype=y.dtype)
+        y = xp.concatenate([lead, y[tuple(head)]], axis=axis)
+    total = cum(y, axis=axis, dtype=y.dtype)
+    if reverse:
+        total = xp.flip(total, axis)
+    return xp.ascontiguousarray(total).astype(x.dtype, copy=False)
 
 
 @register_op("CumSum", since_opset=11)
@@ -31,17 +56,4 @@ class CumSum(Op):
         x, axis_value = inputs
         raw = axis_value.get() if hasattr(axis_value, "get") else axis_value
         axis = normalize_axis(layer, int(np.asarray(raw).reshape(-1)[0]), x.ndim)
-        y = widen(x)
-        if layer.attr("reverse", 0):
-            y = xp.flip(y, axis)
-        if layer.attr("exclusive", 0) and y.shape[axis]:
-            # exclusive[i] = inclusive[i - 1]: sum a copy shifted by one with a leading 0
-            # (exact, unlike inclusive - X which rounds for floats).
-            head = [slice(None)] * y.ndim
-            head[axis] = slice(0, y.shape[axis] - 1)
-            zero_shape = tuple(1 if i == axis else d for i, d in enumerate(y.shape))
-            y = xp.concatenate([xp.zeros(zero_shape, dtype=y.dtype), y[tuple(head)]], axis=axis)
-        total = xp.cumsum(y, axis=axis, dtype=y.dtype)
-        if layer.attr("reverse", 0):
-            total = xp.flip(total, axis)
-        return [xp.ascontiguousarray(total).astype(x.dtype, copy=False)]
+        return [cumulate(layer, x, axis, xp, xp.cumsum, 0)]

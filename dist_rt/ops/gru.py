@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from dist_rt.ops._op import Op, check_inputs, register_op
-from dist_rt.ops._rnn import clipped, infer_outputs, run_recurrence
+from dist_rt.ops._op import register_op
+from dist_rt.ops._rnn import RecurrentOp, clipped
 
 
 @register_op("GRU", since_opset=1)
-class GRU(Op):
+class GRU(RecurrentOp):
     """``z = f(Xw_z + H R_z^T + Rb_z)``, ``r = f(Xw_r + H R_r^T + Rb_r)``,
     ``h~ = g(Xw_h + (r * H) R_h^T + Rb_h)`` (or ``g(Xw_h + r * (H R_h^T + Rb_h))`` with
     ``linear_before_reset``), ``H' = (1 - z) * h~ + z * H``; defaults f = Sigmoid, g = Tanh."""
 
-    @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 3, 6)
-        return infer_outputs(layer, inputs, with_cell=False)
+    gates = 3
+    default_activations = ("Sigmoid", "Tanh")
 
     @classmethod
     def _run(cls, layer, inputs, rt):
@@ -34,4 +32,4 @@ class GRU(Op):
             ht = acts[1](clipped(xp, pre, clip))
             return (1 - z) * ht + z * h, c
 
-        return run_recurrence(xp, layer, inputs, 3, ["Sigmoid", "Tanh"], cell, with_cell=False)
+        return cls.recur(xp, layer, inputs, cell)

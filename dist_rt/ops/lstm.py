@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from dist_rt.ops._op import Op, check_inputs, register_op
-from dist_rt.ops._rnn import clipped, infer_outputs, run_recurrence
+from dist_rt.ops._op import register_op
+from dist_rt.ops._rnn import RecurrentOp, clipped
 
 
 @register_op("LSTM", since_opset=1)
-class LSTM(Op):
+class LSTM(RecurrentOp):
     """``i = f(.. + P_i C)``, ``f = f(.. + P_f C)`` (``1 - i`` with ``input_forget``),
     ``c~ = g(..)``, ``C' = f * C + i * c~``, ``o = f(.. + P_o C')``, ``H' = o * h(C')``;
     defaults f = Sigmoid, g = h = Tanh. Inputs X, W, R, B, sequence_lens, initial_h,
     initial_c, P; outputs Y, Y_h, Y_c."""
 
-    @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 3, 8)
-        return infer_outputs(layer, inputs, with_cell=True)
+    gates = 4
+    default_activations = ("Sigmoid", "Tanh", "Tanh")
+    with_cell = True
 
     @classmethod
     def _run(cls, layer, inputs, rt):
@@ -34,5 +33,4 @@ class LSTM(Op):
             o = acts[0](clipped(xp, pre[:, n:2 * n] + po * c_new, clip))
             return o * acts[2](c_new), c_new
 
-        return run_recurrence(xp, layer, inputs, 4, ["Sigmoid", "Tanh", "Tanh"], cell,
-                              with_cell=True)
+        return cls.recur(xp, layer, inputs, cell)

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from dist_rt.ops._op import Op, TensorDesc, check_inputs, register_op
+from dist_rt.ops._op import SameShapeOp, register_op
 
 
 @register_op("Shrink", since_opset=9)
-class Shrink(Op):
+class Shrink(SameShapeOp):
     """Soft/hard shrinkage with attributes ``lambd`` (0.5) and ``bias`` (0)."""
-
-    @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 1)
-        return [TensorDesc(inputs[0].dtype, inputs[0].shape)]
 
     @classmethod
     def _run(cls, layer, inputs, rt):

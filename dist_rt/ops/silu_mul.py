@@ -11,7 +11,14 @@ CUDA backend SiluMul is one elementwise kernel instead of three.
 from __future__ import annotations
 
 from dist_rt.ops._elementwise import quiet, widen
-from dist_rt.ops._op import Op, TensorDesc, broadcast_shapes, check_inputs, register_op
+from dist_rt.ops._op import (
+    Op,
+    SameShapeOp,
+    TensorDesc,
+    broadcast_shapes,
+    check_inputs,
+    register_op,
+)
 
 
 def silu(xp, x):
@@ -21,13 +28,8 @@ def silu(xp, x):
 
 
 @register_op("Silu", since_opset=1, domain="dist_rt")
-class Silu(Op):
+class Silu(SameShapeOp):
     """``Y = X * sigmoid(X)``."""
-
-    @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 1)
-        return [TensorDesc(inputs[0].dtype, inputs[0].shape)]
 
     @classmethod
     def _run(cls, layer, inputs, rt):

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from dist_rt.ops._elementwise import widen
-from dist_rt.ops._op import Op, TensorDesc, check_inputs, register_op
+from dist_rt.ops._op import SameShapeOp, register_op
 
 
 @register_op("Swish", since_opset=24)
-class Swish(Op):
+class Swish(SameShapeOp):
     """``Y = X * sigmoid(alpha * X)``, elementwise (``alpha`` default 1)."""
-
-    @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 1)
-        return [TensorDesc(inputs[0].dtype, inputs[0].shape)]
 
     @classmethod
     def _run(cls, layer, inputs, rt):

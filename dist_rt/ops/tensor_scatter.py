@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from dist_rt.ops._extra_util import fail, host
-from dist_rt.ops._op import Op, TensorDesc, check_inputs, normalize_axis, register_op
+from dist_rt.ops._op import SameShapeOp, normalize_axis, register_op
 
 
 @register_op("TensorScatter", since_opset=24)
-class TensorScatter(Op):
+class TensorScatter(SameShapeOp):
     """``present = past`` with ``present[b, ..., w[b] + i, ...] = update[b, ..., i, ...]``.
 
     ``write_indices`` (B,) default to 0; ``mode="circular"`` wraps positions modulo the
     cache length, ``"linear"`` requires them to fit.
     """
 
-    @classmethod
-    def infer(cls, layer, inputs):
-        check_inputs(layer, inputs, 2, 3)
-        return [TensorDesc(inputs[0].dtype, inputs[0].shape)]
+    arity = (2, 3)
 
     @classmethod
     def _run(cls, layer, inputs, rt):

@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import dist_rt
 from dist_rt import Builder, BuilderConfig
+from dist_rt.models.llama import LlamaConfig, make_llama
 from dist_rt.network import Network
 from dist_rt.ops import is_supported
+
+#: ``(layers, heads, kv_heads, dynamic shapes)`` of the small Llamas the fusion tests build,
+#: and their test ids.
+LLAMA_PARAMS = [(2, 8, 4, False), (3, 4, 4, True)]
+LLAMA_IDS = ["gqa", "mha-dynamic"]
 
 
 def needs(*ops: str):
@@ -43,3 +50,16 @@ def run(network: Network, feeds: dict, **config) -> dict:
     engine = Builder(BuilderConfig(verify=True, **config)).build(network)
     with engine.create_execution_context() as ctx:
         return ctx.execute(feeds)
+
+
+def llama_net(layers: int, heads: int, kv_heads: int, dynamic: bool):
+    """A small ``make_llama`` model parsed into a Network; returns (config, network)."""
+    cfg = LlamaConfig(layers=layers, heads=heads, kv_heads=kv_heads, hidden=64, mlp=96,
+                      vocab=50, max_seq=32)
+    return cfg, dist_rt.parse_onnx(make_llama(cfg, dynamic_shapes=dynamic))
+
+
+def logits(engine, feeds: dict) -> np.ndarray:
+    """Execute ``engine`` once on ``feeds``; its ``logits`` output."""
+    with engine.create_execution_context() as ctx:
+        return ctx.execute(feeds)["logits"]

@@ -12,6 +12,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from _builder_nets import LLAMA_IDS, LLAMA_PARAMS, llama_net, logits
 
 import dist_rt
 import sharding
@@ -43,22 +44,13 @@ def _build(net, *, new_passes=True, level=2, **kw):
         return Builder(cfg).build(net)
 
 
-def _logits(engine, feeds):
-    with engine.create_execution_context() as ctx:
-        return ctx.execute(feeds)["logits"]
-
-
 def _ops(engine) -> Counter:
     return Counter(lay.op_type for lay in engine.network.layers)
 
 
-@pytest.fixture(scope="module", params=[(2, 8, 4, False), (3, 4, 4, True)],
-                ids=["gqa", "mha-dynamic"])
+@pytest.fixture(scope="module", params=LLAMA_PARAMS, ids=LLAMA_IDS)
 def llama(request):
-    layers, heads, kv, dynamic = request.param
-    cfg = LlamaConfig(layers=layers, heads=heads, kv_heads=kv, hidden=64, mlp=96, vocab=50,
-                      max_seq=32)
-    return cfg, dist_rt.parse_onnx(make_llama(cfg, dynamic_shapes=dynamic))
+    return llama_net(*request.param)
 
 
 class TestLlama:
@@ -84,16 +76,16 @@ class TestLlama:
     def test_matches_unfused(self, llama, batch, seq):
         cfg, net = llama
         feeds = sample_inputs(cfg, batch, seq)
-        ref = _logits(_build(net, new_passes=False), feeds)
-        np.testing.assert_allclose(_logits(_build(net), feeds), ref, atol=1e-5, rtol=1e-5)
-        np.testing.assert_allclose(_logits(_build(net, level=0), feeds), ref, atol=1e-4,
+        ref = logits(_build(net, new_passes=False), feeds)
+        np.testing.assert_allclose(logits(_build(net), feeds), ref, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(logits(_build(net, level=0), feeds), ref, atol=1e-4,
                                    rtol=1e-4)
 
     def test_fp16_close(self, llama):
         cfg, net = llama
         feeds = sample_inputs(cfg, 2, 5)
-        ref = _logits(_build(net, new_passes=False, precision="fp16"), feeds)
-        out = _logits(_build(net, precision="fp16"), feeds)
+        ref = logits(_build(net, new_passes=False, precision="fp16"), feeds)
+        out = logits(_build(net, precision="fp16"), feeds)
         assert np.max(np.abs(out - ref)) <= 0.01 * (1 + np.max(np.abs(ref)))
 
     def test_level_1_leaves_patterns(self, llama):
@@ -109,7 +101,7 @@ def test_gpt2_untouched_and_equal():
     feeds = gpt2_inputs(cfg, 2, 5)
     fused, plain = _build(net), _build(net, new_passes=False)
     assert _ops(fused) == _ops(plain)
-    np.testing.assert_allclose(_logits(fused, feeds), _logits(plain, feeds), atol=1e-5)
+    np.testing.assert_allclose(logits(fused, feeds), logits(plain, feeds), atol=1e-5)
 
 
 def test_sharded_partitions_match():
@@ -223,6 +215,6 @@ def test_cuda_matches_cpu():
     net = dist_rt.parse_onnx(make_llama(cfg))
     for batch, seq in [(1, 1), (2, 40)]:
         feeds = sample_inputs(cfg, batch, seq)
-        ref = _logits(_build(net, new_passes=False), feeds)
-        out = _logits(_build(net, device="cuda"), feeds)
+        ref = logits(_build(net, new_passes=False), feeds)
+        out = logits(_build(net, device="cuda"), feeds)
         np.testing.assert_allclose(out, ref, atol=1e-3, rtol=1e-3)

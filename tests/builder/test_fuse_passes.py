@@ -6,10 +6,10 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from _builder_nets import LLAMA_IDS, LLAMA_PARAMS, llama_net, logits
 
-import dist_rt
 from dist_rt import Builder, BuilderConfig
-from dist_rt.models.llama import LlamaConfig, make_llama, sample_inputs
+from dist_rt.models.llama import sample_inputs
 from dist_rt.network import Network
 
 
@@ -17,18 +17,9 @@ def _build(net, level, **kw):
     return Builder(BuilderConfig(optimization_level=level, verify=True, **kw)).build(net)
 
 
-def _run(engine, feeds):
-    with engine.create_execution_context() as ctx:
-        return ctx.execute(feeds)["logits"]
-
-
-@pytest.fixture(scope="module", params=[(2, 8, 4, False), (3, 4, 4, True)],
-            ids=["gqa", "mha-dynamic"])
+@pytest.fixture(scope="module", params=LLAMA_PARAMS, ids=LLAMA_IDS)
 def llama(request):
-    layers, heads, kv, dynamic = request.param
-    cfg = LlamaConfig(layers=layers, heads=heads, kv_heads=kv, hidden=64, mlp=96, vocab=50,
-                      max_seq=32)
-    return cfg, dist_rt.parse_onnx(make_llama(cfg, dynamic_shapes=dynamic))
+    return llama_net(*request.param)
 
 
 class TestLlamaFusion:
@@ -55,15 +46,15 @@ class TestLlamaFusion:
     def test_matches_unfused(self, llama, batch, seq):
         cfg, net = llama
         feeds = sample_inputs(cfg, batch, seq)
-        ref = _run(_build(net, 0), feeds)
-        out = _run(_build(net, 2), feeds)
+        ref = logits(_build(net, 0), feeds)
+        out = logits(_build(net, 2), feeds)
         np.testing.assert_allclose(out, ref, atol=1e-4, rtol=1e-4)
 
     def test_fp16_close(self, llama):
         cfg, net = llama
         feeds = sample_inputs(cfg, 2, 5)
-        ref = _run(_build(net, 0), feeds)
-        out = _run(_build(net, 2, precision="fp16"), feeds)
+        ref = logits(_build(net, 0), feeds)
+        out = logits(_build(net, 2, precision="fp16"), feeds)
         assert np.max(np.abs(out - ref)) <= 0.02 * (1 + np.max(np.abs(ref)))
 
     def test_level_1_leaves_patterns(self, llama):

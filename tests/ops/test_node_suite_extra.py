@@ -7,13 +7,8 @@ come from Cast/QuantizeLinear/DequantizeLinear.
 
 from __future__ import annotations
 
-import copy
-
-import numpy as np
 import pytest
-from node_harness import check_case, node_cases
-
-from dist_rt.ops import is_supported
+from node_harness import case_params, check_case, has_16bit_float, named_outputs
 
 OPS = {
     "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss", "RNN", "GRU", "LSTM",
@@ -26,32 +21,17 @@ OPS = {
 DTYPE_CASES = ("int4", "uint4", "int2", "uint2", "float4", "fnuz", "e8m0", "string")
 
 
-def _named_outputs(model):
-    model = copy.deepcopy(model)
-    for i, node in enumerate(model.graph.node):
-        for j, name in enumerate(node.output):
-            if not name:
-                node.output[j] = f"_unused_{i}_{j}"
-    return model
+def _wanted(name: str, ops: set[str]) -> bool:
+    """A case of one of OPS, or of a new dtype."""
+    return bool(ops & OPS) or any(k in name.lower() for k in DTYPE_CASES)
 
 
-def _cases():
-    seen: dict[str, int] = {}
-    wanted = OPS | {"Cast", "CastLike", "QuantizeLinear", "DequantizeLinear", "Equal"}
-    for name, model, inputs, outputs in node_cases(wanted):
-        ops = {(n.domain, n.op_type) for n in model.graph.node}
-        if not all(is_supported(op, domain) for domain, op in ops):
-            continue
-        if not {op for _, op in ops} & OPS and not any(k in name.lower() for k in DTYPE_CASES):
-            continue
-        seen[name] = seen.get(name, 0) + 1
-        key = name if seen[name] == 1 else f"{name}_{seen[name]}"
-        yield pytest.param(model, inputs, outputs, id=key)
+_CASES = case_params(OPS | {"Cast", "CastLike", "QuantizeLinear", "DequantizeLinear", "Equal"},
+                     keep=_wanted)
 
 
-@pytest.mark.parametrize("model,inputs,outputs", list(_cases()))
+@pytest.mark.parametrize("model,inputs,outputs", list(_CASES))
 def test_node_case(model, inputs, outputs):
-    half = any(np.asarray(o).dtype.itemsize == 2 and np.asarray(o).dtype.kind in "fV"
-               for o in outputs)
+    half = has_16bit_float(outputs)
     tol = {"rtol": 2e-2, "atol": 1e-2} if half else {"rtol": 1e-3, "atol": 1e-5}
-    check_case(_named_outputs(model), inputs, outputs, **tol)
+    check_case(named_outputs(model), inputs, outputs, **tol)

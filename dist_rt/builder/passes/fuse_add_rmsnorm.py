@@ -17,7 +17,7 @@ sharding rule.
 from __future__ import annotations
 
 from dist_rt.builder.passes import BuildState
-from dist_rt.builder.passes.fuse_util import Matcher, fused_from, take_name
+from dist_rt.builder.passes.fuse_util import Matcher, add_fused, prune_fused
 from dist_rt.network import Layer, Network
 
 
@@ -54,18 +54,9 @@ def run(network: Network, state: BuildState) -> str:
         add = _match(m, norm)
         if add is None:
             continue
-        network.opsets.setdefault("dist_rt", 1)
-        s, y = add.outputs[0], norm.outputs[0]
-        names = [take_name(network, s), take_name(network, y)]
-        new = network.add_layer("AddRMSNorm", [*add.inputs, norm.inputs[1]],
-                                {"epsilon": float(norm.attr("epsilon", 1e-5))},
-                                domain="dist_rt", name=network.unique_name(f"{norm.name}.add"),
-                                outputs=names)
-        new.metadata["fused_from"] = fused_from([add, norm])
-        network.replace_uses(s, new.outputs[0])
-        network.replace_uses(y, new.outputs[1])
+        add_fused(network, "AddRMSNorm", [*add.inputs, norm.inputs[1]],
+                  {"epsilon": float(norm.attr("epsilon", 1e-5))}, name=f"{norm.name}.add",
+                  outputs=[add.outputs[0], norm.outputs[0]], replaces=[add, norm])
         fused += 1
-    if fused:
-        network.toposort()  # prune walks layers in reverse topological order
-        network.prune()
+    prune_fused(network, fused)
     return f"{fused} Add+RMSNorm pairs fused"

@@ -24,11 +24,12 @@ from __future__ import annotations
 from dist_rt.builder.passes import BuildState
 from dist_rt.builder.passes.fuse_util import (
     Matcher,
+    add_fused,
+    anchors,
     axes_of,
     const_scalar,
-    fused_from,
     other,
-    take_name,
+    prune_fused,
 )
 from dist_rt.network import Layer, Network, Tensor
 
@@ -143,25 +144,16 @@ def run(network: Network, state: BuildState) -> str:
     """
     m = Matcher(network)
     fused = causal = 0
-    for layer in list(network.layers):
-        if layer.op_type != "MatMul" or layer.domain not in ("", "ai.onnx"):
-            continue
+    for layer in anchors(network, "MatMul"):
         p = _match(m, layer)
         if p is None:
             continue
         inputs = [p["q"], p["k"], p["v"]] + ([p["mask"]] if p["mask"] is not None else [])
         attrs = {"scale": p["scale"], "causal": p["causal"], "num_heads": p["num_heads"],
                  "kv_num_heads": p["kv_num_heads"]}
-        network.opsets.setdefault("dist_rt", 1)
-        out = layer.outputs[0]
-        new = network.add_layer("Attention", inputs, attrs, domain="dist_rt",
-                                name=network.unique_name(f"{layer.name}.attention"),
-                                outputs=[take_name(network, out)])
-        new.metadata["fused_from"] = fused_from(p["chain"])
-        network.replace_uses(out, new.outputs[0])
+        add_fused(network, "Attention", inputs, attrs, name=f"{layer.name}.attention",
+                  outputs=layer.outputs[:1], replaces=p["chain"])
         fused += 1
         causal += p["causal"]
-    if fused:
-        network.toposort()  # prune walks layers in reverse topological order
-        network.prune()
+    prune_fused(network, fused)
     return f"{fused} attention patterns fused ({causal} causal)"

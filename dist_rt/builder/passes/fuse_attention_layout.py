@@ -21,7 +21,7 @@ per 8x2048 prefill).
 from __future__ import annotations
 
 from dist_rt.builder.passes import BuildState
-from dist_rt.builder.passes.fuse_util import Matcher, fused_from, take_name
+from dist_rt.builder.passes.fuse_util import Matcher, anchors, fused_from, take_name
 from dist_rt.network import Network
 
 _TO_BSHD = [0, 2, 1, 3]
@@ -39,9 +39,7 @@ def run(network: Network, state: BuildState) -> str:
     """
     m = Matcher(network)
     folded = 0
-    for att in list(network.layers):
-        if att.op_type != "Attention" or att.domain != "dist_rt":
-            continue
+    for att in anchors(network, "Attention", ("dist_rt",)):
         if att.attr("output_layout", "bhsd") not in ("bhsd", b"bhsd"):
             continue
         y = att.outputs[0]

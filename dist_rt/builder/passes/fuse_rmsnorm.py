@@ -19,11 +19,12 @@ import numpy as np
 from dist_rt.builder.passes import BuildState
 from dist_rt.builder.passes.fuse_util import (
     Matcher,
+    add_fused,
+    anchors,
     axes_of,
     const_scalar,
-    fused_from,
     other,
-    take_name,
+    prune_fused,
 )
 from dist_rt.network import Layer, Network
 
@@ -88,28 +89,18 @@ def run(network: Network, state: BuildState) -> str:
     """
     m = Matcher(network)
     fused = 0
-    for layer in list(network.layers):
-        if layer.op_type != "Pow" or layer.domain not in ("", "ai.onnx"):
-            continue
+    for layer in anchors(network, "Pow"):
         found = _match(m, layer)
         if found is None:
             continue
         chain, p = found
-        out = chain[-1].outputs[0]
         x, weight = p["x"], p["weight"]
         if weight is None:
             ones = np.ones(x.shape[-1], dtype=x.dtype)
             weight = network.add_constant(network.unique_name(f"{layer.name}.ones"), ones)
-        new = network.add_layer("RMSNormalization", [x, weight],
-                                {"axis": -1, "epsilon": p["eps"]},
-                                name=network.unique_name(f"{chain[-1].name}.rmsnorm"),
-                                outputs=[take_name(network, out)], infer=False)
-        new.opset = RMS_OPSET
-        new.metadata["fused_from"] = fused_from(chain)
-        network.infer_layer(new)
-        network.replace_uses(out, new.outputs[0])
+        add_fused(network, "RMSNormalization", [x, weight], {"axis": -1, "epsilon": p["eps"]},
+                  name=f"{chain[-1].name}.rmsnorm", outputs=[chain[-1].outputs[0]],
+                  replaces=chain, domain="", opset=RMS_OPSET)
         fused += 1
-    if fused:
-        network.toposort()  # prune walks layers in reverse topological order
-        network.prune()
+    prune_fused(network, fused)
     return f"{fused} RMSNorm patterns fused"

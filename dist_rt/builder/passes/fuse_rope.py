@@ -14,7 +14,14 @@ be a known even int, and the Slices must cover exactly its two halves (unit step
 from __future__ import annotations
 
 from dist_rt.builder.passes import BuildState
-from dist_rt.builder.passes.fuse_util import Matcher, const_value, fused_from, other, take_name
+from dist_rt.builder.passes.fuse_util import (
+    Matcher,
+    add_fused,
+    anchors,
+    const_value,
+    other,
+    prune_fused,
+)
 from dist_rt.network import Layer, Network, Tensor
 
 
@@ -85,22 +92,13 @@ def run(network: Network, state: BuildState) -> str:
     """
     m = Matcher(network)
     fused = 0
-    for add in list(network.layers):
-        if add.op_type != "Add" or add.domain not in ("", "ai.onnx"):
-            continue
+    for add in anchors(network, "Add"):
         found = _match(m, add)
         if found is None:
             continue
         x, cos, sin, layers = found
-        network.opsets.setdefault("dist_rt", 1)
-        out = add.outputs[0]
-        new = network.add_layer("RotaryHalf", [x, cos, sin], {}, domain="dist_rt",
-                                name=network.unique_name(f"{add.name}.rope"),
-                                outputs=[take_name(network, out)])
-        new.metadata["fused_from"] = fused_from(layers)
-        network.replace_uses(out, new.outputs[0])
+        add_fused(network, "RotaryHalf", [x, cos, sin], {}, name=f"{add.name}.rope",
+                  outputs=add.outputs[:1], replaces=layers)
         fused += 1
-    if fused:
-        network.toposort()  # prune walks layers in reverse topological order
-        network.prune()
+    prune_fused(network, fused)
     return f"{fused} RoPE patterns fused"

@@ -9,7 +9,7 @@ kernel reading two tensors and writing one, instead of three kernels and two tem
 from __future__ import annotations
 
 from dist_rt.builder.passes import BuildState
-from dist_rt.builder.passes.fuse_util import Matcher, fused_from, other, take_name
+from dist_rt.builder.passes.fuse_util import Matcher, add_fused, anchors, other, prune_fused
 from dist_rt.network import Network
 
 
@@ -25,9 +25,7 @@ def run(network: Network, state: BuildState) -> str:
     """
     m = Matcher(network)
     counts = {"Silu": 0, "SiluMul": 0}
-    for sig in list(network.layers):
-        if sig.op_type != "Sigmoid" or sig.domain not in ("", "ai.onnx"):
-            continue
+    for sig in anchors(network, "Sigmoid"):
         x, s = sig.inputs[0], sig.outputs[0]
         if not m.private(s):
             continue
@@ -42,15 +40,8 @@ def run(network: Network, state: BuildState) -> str:
             if up is not None and up.shape is not None and up.shape == x.shape:
                 chain.append(readers[0])
                 inputs, op_type = [x, up], "SiluMul"
-        network.opsets.setdefault("dist_rt", 1)
-        out = chain[-1].outputs[0]
-        new = network.add_layer(op_type, inputs, {}, domain="dist_rt",
-                                name=network.unique_name(f"{chain[-1].name}.{op_type.lower()}"),
-                                outputs=[take_name(network, out)])
-        new.metadata["fused_from"] = fused_from(chain)
-        network.replace_uses(out, new.outputs[0])
+        add_fused(network, op_type, inputs, {}, name=f"{chain[-1].name}.{op_type.lower()}",
+                  outputs=chain[-1].outputs[:1], replaces=chain)
         counts[op_type] += 1
-    if any(counts.values()):
-        network.toposort()  # prune walks layers in reverse topological order
-        network.prune()
+    prune_fused(network, sum(counts.values()))
     return f"{counts['SiluMul']} SiluMul + {counts['Silu']} Silu fused"

@@ -88,3 +88,57 @@ def take_name(network: Network, t: Tensor) -> str:
     t.name = network.unique_name(f"{old}.unfused")
     network.tensors[t.name] = t
     return old
+
+
+#: The domains of standard ONNX ops.
+ONNX_DOMAINS = ("", "ai.onnx")
+
+
+def anchors(network: Network, op_type: str, domains: Sequence[str] = ONNX_DOMAINS) -> list[Layer]:
+    """The layers of ``op_type`` in ``domains``, listed before the pass starts editing."""
+    return [lay for lay in network.layers if lay.op_type == op_type and lay.domain in domains]
+
+
+def add_fused(network: Network, op_type: str, inputs: Sequence[Tensor], attrs: dict, *,
+              name: str, outputs: Sequence[Tensor], replaces: Sequence[Layer],
+              domain: str = "dist_rt", opset: int | None = None) -> Layer:
+    """Add one layer computing ``outputs`` of the ``replaces`` pattern, and rewire readers.
+
+    The new layer's outputs keep the names of ``outputs`` (see :func:`take_name`) and every
+    reader of an old output reads the new one; the pattern layers are left dead for
+    :func:`prune_fused`.
+
+    Args:
+        network: Edited in place.
+        op_type: The fused op.
+        inputs: Its inputs.
+        attrs: Its attributes.
+        name: Base of the layer name (made unique).
+        outputs: The pattern tensors the fused layer's outputs replace, in order.
+        replaces: The pattern layers (recorded in the layer's ``fused_from`` metadata).
+        domain: The fused op's domain (``dist_rt`` ops get that opset declared).
+        opset: The layer's opset when it must not follow the network's.
+
+    Returns:
+        The new layer.
+    """
+    if domain == "dist_rt":
+        network.opsets.setdefault("dist_rt", 1)
+    name = network.unique_name(name)
+    names = [take_name(network, t) for t in outputs]
+    new = network.add_layer(op_type, list(inputs), attrs, domain=domain, name=name,
+                            outputs=names, infer=False)
+    if opset is not None:
+        new.opset = opset
+    new.metadata["fused_from"] = fused_from(replaces)
+    network.infer_layer(new)
+    for old, t in zip(outputs, new.outputs, strict=True):
+        network.replace_uses(old, t)
+    return new
+
+
+def prune_fused(network: Network, fused: int) -> None:
+    """Drop the pattern layers left dead by ``fused`` fusions (nothing when none)."""
+    if fused:
+        network.toposort()  # prune walks layers in reverse topological order
+        network.prune()
