@@ -69,11 +69,9 @@ def case_ops() -> dict[str, str]:
     common non-helper op of the graph.
     """
     import onnx  # noqa: PLC0415
-    import onnx.backend.test.case.node as node_mod  # noqa: PLC0415
+    from node_harness import all_cases  # noqa: PLC0415 - shares the generated cases
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cases = node_mod.collect_testcases(None)
+    cases = all_cases()
     schema_ops = sorted({s.name for s in onnx.defs.get_all_schemas_with_history()},
                         key=len, reverse=True)
     ops = {}

@@ -24,8 +24,8 @@ from dist_rt.ops import RunContext, is_supported
 
 
 @functools.lru_cache(maxsize=1)
-def _all_cases() -> tuple:
-    # Generating onnx's cases takes 15-30 s; every suite in one pytest process shares them.
+def all_cases() -> tuple:
+    """onnx's node test cases, generated once per process (that takes 15-30 s)."""
     import onnx.backend.test.case.node as node_cases_mod
 
     with warnings.catch_warnings():
@@ -35,7 +35,7 @@ def _all_cases() -> tuple:
 
 def node_cases(op_types: set[str] | None = None) -> Iterator[tuple[str, ModelProto, list, list]]:
     """Yield (name, model, inputs, expected outputs) of onnx's node test cases."""
-    for case in _all_cases():
+    for case in all_cases():
         ops = {n.op_type for n in case.model.graph.node}
         if op_types is not None and not ops & op_types:
             continue
