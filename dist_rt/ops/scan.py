@@ -61,18 +61,22 @@ def _attrs(layer, n_scan: int, n_out: int) -> tuple[list, list, list, list]:
             [int(d) for d in layer.attr("scan_output_directions", [0] * n_out)])
 
 
+def _infer(layer, own: list) -> list[TensorDesc]:
+    """Final states keep their inputs' shapes; scan outputs' shapes are left to run time."""
+    n_state = len(own) - int(layer.attr("num_scan_inputs"))
+    body = output_descs(layer.attributes["body"])
+    outs = [TensorDesc(d.dtype if d.dtype is not None else own[i].dtype, own[i].shape)
+            for i, d in enumerate(body[:n_state])]
+    return outs + [TensorDesc(d.dtype, None) for d in body[n_state:]]
+
+
 @register_op("Scan", since_opset=9)
 class Scan(Op):
     """``states, ys = fold(body, states, slices(xs))`` with per-input axes and directions."""
 
     @classmethod
     def infer(cls, layer, inputs):
-        own = explicit_descs(layer, inputs)
-        n_state = len(own) - int(layer.attr("num_scan_inputs"))
-        body = output_descs(layer.attributes["body"])
-        outs = [TensorDesc(d.dtype if d.dtype is not None else own[i].dtype, own[i].shape)
-                for i, d in enumerate(body[:n_state])]
-        return outs + [TensorDesc(d.dtype, None) for d in body[n_state:]]
+        return _infer(layer, explicit_descs(layer, inputs))
 
     @classmethod
     def _run(cls, layer, inputs, rt):
@@ -90,12 +94,7 @@ class Scan8(Op):
 
     @classmethod
     def infer(cls, layer, inputs):
-        own = explicit_descs(layer, inputs)[1:]
-        n_state = len(own) - int(layer.attr("num_scan_inputs"))
-        body = output_descs(layer.attributes["body"])
-        outs = [TensorDesc(d.dtype if d.dtype is not None else own[i].dtype, own[i].shape)
-                for i, d in enumerate(body[:n_state])]
-        return outs + [TensorDesc(d.dtype, None) for d in body[n_state:]]
+        return _infer(layer, explicit_descs(layer, inputs)[1:])  # skip sequence_lens
 
     @classmethod
     def _run(cls, layer, inputs, rt):
