@@ -13,7 +13,6 @@ communicator (which ends every rank) and exits 1; Ctrl-C exits 130.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import socket
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from dist_rt.errors import DistRtError, LaunchError, PlanMismatchError, ShardingError
+from dist_rt.errors import DistRtError, PlanMismatchError
 from dist_rt.runtime import inputs as _inputs
 from dist_rt.runtime import report as _report
 
@@ -73,27 +72,16 @@ class _Log:
 
 
 def _discover() -> Any:
-    try:
-        import launch  # noqa: PLC0415 - optional until the launch package lands
+    import launch  # noqa: PLC0415 - keep `--help` fast
 
-        return launch.discover()
-    except ImportError as exc:
-        for var in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS", "WORLD_SIZE"):
-            if int(os.environ.get(var, "1") or 1) > 1:
-                raise LaunchError(f"launched on several ranks but rank discovery is missing: "
-                                  f"{exc}") from None
-        return None
+    return launch.discover()
 
 
 def _communicator(info: Any, device: str) -> Any:
-    from collectives import LocalCommunicator  # noqa: PLC0415
+    from collectives import LocalCommunicator, create_communicator  # noqa: PLC0415
 
     if info is None or info.world_size == 1:
         return LocalCommunicator(device="cpu")
-    try:
-        from collectives import create_communicator  # noqa: PLC0415
-    except ImportError as exc:
-        raise LaunchError(f"multi-rank run needs collectives.create_communicator: {exc}") from None
     return create_communicator("nccl" if device == "cuda" else "mpi", info=info)
 
 
@@ -107,16 +95,10 @@ def _log_ranks(comm: Any, log: _Log) -> None:
 
 def _load_network(model: str | None, log: _Log):
     t0 = time.perf_counter()
-    try:
-        from dist_rt.onnx.importer import parse_onnx  # noqa: PLC0415
-    except ImportError as exc:
-        raise DistRtError(f"the ONNX importer is not available: {exc}") from None
+    from dist_rt.models import default_model  # noqa: PLC0415
+    from dist_rt.onnx.importer import parse_onnx  # noqa: PLC0415
+
     if model is None:
-        try:
-            from dist_rt.models import default_model  # noqa: PLC0415
-        except ImportError as exc:
-            raise DistRtError(f"the embedded default model is not available ({exc}); pass "
-                              f"MODEL.onnx") from None
         network = parse_onnx(default_model())
         name = "default (Llama decoder)"
     else:
@@ -128,21 +110,12 @@ def _load_network(model: str | None, log: _Log):
 
 
 def _partition(network, args, rank: int, world: int, shapes, log: _Log, device: str):
-    try:
-        import sharding  # noqa: PLC0415
-        plan_fn = sharding.plan
-    except (ImportError, AttributeError) as exc:
-        raise ShardingError(f"multi-rank run needs sharding.plan: {exc}") from None
+    import sharding  # noqa: PLC0415
+
     hints = None if args.plan == "auto" else args.plan
-    kwargs: dict[str, Any] = {"hints": hints}
-    params = inspect.signature(plan_fn).parameters
-    if "input_shapes" in params:
-        kwargs["input_shapes"] = shapes
-    if "device" in params:
-        # The cost model follows the device the engines will run on, not this machine's.
-        kwargs["device"] = device
     t0 = time.perf_counter()
-    plan = plan_fn(network, world, **kwargs)
+    # The cost model follows the device the engines will run on, not this machine's.
+    plan = sharding.plan(network, world, hints=hints, input_shapes=shapes, device=device)
     log(f"plan   {world} ranks ({time.perf_counter() - t0:.2f} s)")
     if rank == 0:
         print(plan.summary(), flush=True)
