@@ -6,15 +6,10 @@ whose ``run(inputs)`` executes it; this is what ``onnx.backend.test.BackendTest`
 
     import dist_rt.backend as backend
     outputs = backend.run_model(model, [x])          # tuple of NumPy arrays
-
-While the builder/runtime packages are not importable (they are optional during
-development), a small interpreter (:func:`_interpret`) runs the layers in order with their
-reference implementations instead; with them present the engine is always used.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,23 +19,13 @@ from onnx import ModelProto, NodeProto, helper
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType, namedtupledict
 
 from dist_rt import dtypes
+from dist_rt.builder import Builder, BuilderConfig
 from dist_rt.errors import DistRtError, InputError
 from dist_rt.network import Network
 from dist_rt.onnx.importer import parse_onnx
-from dist_rt.ops import RunContext
+from dist_rt.runtime.backends import get_backend
 
 _DEVICES = {DeviceType.CPU: "cpu", DeviceType.CUDA: "cuda"}
-
-
-def _engine_modules_available() -> bool:
-    """True when the builder and the runtime can be imported (the normal case)."""
-    try:
-        for name in ("dist_rt.builder", "dist_rt.engine", "dist_rt.runtime",
-                     "dist_rt.runtime.backends"):
-            importlib.import_module(name)
-    except ImportError:
-        return False
-    return True
 
 
 def _device_name(device: str) -> str:
@@ -51,14 +36,14 @@ def _device_name(device: str) -> str:
 
 
 class DistRtBackendRep(BackendRep):
-    """A prepared model: the engine (or, without one, the network) plus its bindings.
+    """A prepared model: the engine plus its bindings.
 
     Attributes:
         network: The imported network.
-        engine: The built engine, or None when the interpreter fallback is used.
+        engine: The built engine.
     """
 
-    def __init__(self, network: Network, engine: Any | None):
+    def __init__(self, network: Network, engine: Any):
         self.network = network
         self.engine = engine
         self.input_names = [t.name for t in network.inputs]
@@ -75,11 +60,8 @@ class DistRtBackendRep(BackendRep):
             InputError: Missing, extra or mismatched inputs.
         """
         feeds = self._feeds(inputs)
-        if self.engine is not None:
-            with self.engine.create_execution_context() as ctx:
-                results = ctx.execute(feeds)
-        else:
-            results = _interpret(self.network, feeds)
+        with self.engine.create_execution_context() as ctx:
+            results = ctx.execute(feeds)
         values = [_as_output(results[name]) for name in self.output_names]
         return namedtupledict("Outputs", self.output_names)(*values)
 
@@ -133,10 +115,6 @@ class DistRtBackend(Backend):
         """
         dev = _device_name(device)
         network = parse_onnx(model, fold_constants=kwargs.get("fold_constants", True))
-        if not _engine_modules_available():
-            return DistRtBackendRep(network, None)
-        from dist_rt.builder import Builder, BuilderConfig  # noqa: PLC0415 - optional at import
-
         config = BuilderConfig(device=dev, precision=kwargs.get("precision", "fp32"),
                                optimization_level=kwargs.get("optimization_level", 2))
         return DistRtBackendRep(network, Builder(config).build(network))
@@ -202,32 +180,10 @@ class DistRtBackend(Backend):
         if dev == "cpu":
             return True
         try:
-            backends = importlib.import_module("dist_rt.runtime.backends")
-            backends.get_backend("cuda")
-        except (ImportError, AttributeError, DistRtError):
+            get_backend("cuda")
+        except DistRtError:
             return False
         return True
-
-
-def _interpret(network: Network, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Run ``network`` layer by layer with the ops' NumPy references (fallback only).
-
-    Raises:
-        InputError: A network input is missing from ``feeds``.
-    """
-    values: dict[str, Any] = {t.name: t.weights.numpy() for t in network.constants}
-    for tensor in network.inputs:
-        if tensor.name not in feeds:
-            raise InputError(f"input '{tensor.name}' is missing; the network's inputs are "
-                             f"{[t.name for t in network.inputs]}")
-        values[tensor.name] = _as_array(feeds[tensor.name])
-    rt = RunContext()
-    for layer in network.layers:
-        outs = layer.op.run(layer, [None if t is None else values[t.name]
-                                    for t in layer.inputs], rt)
-        for tensor, value in zip(layer.outputs, outs, strict=False):
-            values[tensor.name] = value
-    return {t.name: _as_output(values[t.name]) for t in network.outputs}
 
 
 prepare = DistRtBackend.prepare

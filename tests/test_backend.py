@@ -147,12 +147,12 @@ class TestBackendApi:
         with pytest.raises(UnsupportedOpError, match="'weird'.*NoSuchOp.*example.com"):
             backend.prepare(model)
 
-    def test_interpreter_fallback_matches(self):
+    def test_prepared_model_matches_numpy(self):
         rng = np.random.default_rng(3)
         model, w = _mlp_model(rng)
         x = rng.standard_normal((4, 5)).astype(np.float32)
-        net = backend.parse_onnx(model)
-        out = backend._interpret(net, {"x": x})
-        np.testing.assert_allclose(out["y"], np.maximum(x @ w, 0), rtol=1e-5, atol=1e-6)
-        with pytest.raises(InputError, match="'x' is missing"):
-            backend._interpret(net, {})
+        rep = backend.prepare(model)
+        np.testing.assert_allclose(rep.run({"x": x})["y"], np.maximum(x @ w, 0), rtol=1e-5,
+                                   atol=1e-6)
+        with pytest.raises(InputError, match="missing input"):
+            rep.run({})
