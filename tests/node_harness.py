@@ -91,8 +91,18 @@ def _as_array(value):
     return numpy_helper.to_array(value) if isinstance(value, TensorProto) else value
 
 
-def run_model_on_ops(model: ModelProto, inputs: list) -> list[np.ndarray]:
-    """Build a Network from a small ModelProto (no subgraphs) and run it with the references."""
+def run_model_on_ops(model: ModelProto, inputs: list, backend=None) -> list[np.ndarray]:
+    """Build a Network from a small ModelProto (no subgraphs) and run it layer by layer.
+
+    Args:
+        model: The case's model.
+        inputs: Its input arrays, in graph-input order.
+        backend: A ``dist_rt.runtime.backends.Backend`` to run every layer through (its
+            ``run_layer``, device arrays); None runs the ops' NumPy references.
+
+    Returns:
+        The outputs in graph-output order, as host arrays.
+    """
     graph = model.graph
     opsets = {o.domain or "": o.version for o in model.opset_import}
     net = Network(graph.name or "case", opset=opsets.get("", 21))
@@ -111,16 +121,24 @@ def run_model_on_ops(model: ModelProto, inputs: list) -> list[np.ndarray]:
         attrs = {a.name: attribute_value(a, node.name, node.op_type) for a in node.attribute}
         net.add_layer(node.op_type, list(node.input), attrs, name=node.name or f"n{i}",
                       outputs=list(node.output), domain=node.domain)
-    values = dict(feeds)
+    if backend is None:
+        to_device = to_host = lambda a: a  # noqa: E731 - identity on the host
+        rt = RunContext()
+
+        def run_layer(layer, ins, rt):
+            return layer.op.run(layer, ins, rt)
+    else:
+        to_device, to_host, run_layer = backend.to_device, backend.to_host, backend.run_layer
+        rt = backend.make_run_context()
+    values = {name: to_device(a) for name, a in feeds.items()}
     for t in net.constants:
-        values[t.name] = t.weights.numpy()
-    rt = RunContext()
+        values[t.name] = to_device(t.weights.numpy())
     for layer in net.layers:
-        outs = layer.op.run(layer, [None if t is None else values[t.name] for t in layer.inputs],
-                            rt)
+        outs = run_layer(layer, [None if t is None else values[t.name] for t in layer.inputs],
+                         rt)
         for t, v in zip(layer.outputs, outs, strict=False):
             values[t.name] = v
-    return [values[o.name] for o in graph.output]
+    return [to_host(values[o.name]) for o in graph.output]
 
 
 def check_case(model: ModelProto, inputs: list, expected: list, rtol: float = 1e-3,

@@ -15,7 +15,6 @@ import pytest
 from node_harness import node_cases, run_model_on_ops
 
 from dist_rt import Builder, BuilderConfig, dtypes
-from dist_rt.network import Network
 
 pytestmark = pytest.mark.gpu
 
@@ -30,40 +29,6 @@ def backend(cp):
     from dist_rt.runtime.backends import get_backend
 
     return get_backend("cuda")
-
-
-def _run_case_on_cuda(backend, model, inputs):
-    """Like node_harness.run_model_on_ops, but every layer through the CUDA backend."""
-    from onnx import numpy_helper
-
-    from dist_rt.onnx.attributes import attribute_value
-
-    graph = model.graph
-    opsets = {o.domain or "": o.version for o in model.opset_import}
-    net = Network("case", opset=opsets.get("", 21))
-    net.opsets.update(opsets)
-    for init in graph.initializer:
-        net.add_constant(init.name, numpy_helper.to_array(init))
-    init_names = {i.name for i in graph.initializer}
-    values = {}
-    for vi, value in zip([i for i in graph.input if i.name not in init_names], inputs,
-                         strict=False):
-        arr = np.asarray(value)
-        net.add_input(vi.name, arr.dtype, arr.shape)
-        values[vi.name] = backend.to_device(arr)
-    for i, node in enumerate(graph.node):
-        attrs = {a.name: attribute_value(a, node.name, node.op_type) for a in node.attribute}
-        net.add_layer(node.op_type, list(node.input), attrs, name=node.name or f"n{i}",
-                      outputs=list(node.output), domain=node.domain)
-    for t in net.constants:
-        values[t.name] = backend.to_device(t.weights.numpy())
-    rt = backend.make_run_context()
-    for layer in net.layers:
-        outs = backend.run_layer(layer, [None if t is None else values[t.name]
-                                         for t in layer.inputs], rt)
-        for t, v in zip(layer.outputs, outs, strict=False):
-            values[t.name] = v
-    return [backend.to_host(values[o.name]) for o in graph.output]
 
 
 #: Node cases the CUDA backend is known to get wrong, with the reason; anything else that
@@ -97,7 +62,7 @@ def test_every_op_matches_cpu(backend):
             continue
         checked += 1
         try:
-            got = _run_case_on_cuda(backend, model, ins)
+            got = run_model_on_ops(model, ins, backend)
             for g, r in zip(got, ref, strict=True):
                 r = np.asarray(r)
                 assert g.shape == r.shape, f"shape {g.shape} vs {r.shape}"
