@@ -69,29 +69,6 @@ def make_run_context(**kw: Any) -> RunContext:
     return RunContext(xp=cupy, backend=name, stream=cupy.cuda.get_current_stream(), **kw)
 
 
-#: id(layer) -> (layer, host input positions, fused wrapper or None, tactic name): the
-#: per-layer dispatch decisions, made once instead of on every call (the layer is kept so an
-#: id is never reused; the tactic is kept so recording another one redoes the decision).
-_DISPATCH: dict[int, tuple[Any, tuple[int, ...], Any, Any]] = {}
-_DISPATCH_LIMIT = 200_000
-
-
-def dispatch(layer: Any) -> tuple[tuple[int, ...], Any]:
-    """``(host input positions, fused kernel wrapper or None)`` of a layer, cached.
-
-    The wrapper is the layer's recorded tactic (``layer.metadata["tactic"]``) when it has a
-    non-default one, else the registered fused kernel.
-    """
-    tactic = layer.metadata.get("tactic")
-    entry = _DISPATCH.get(id(layer))
-    if entry is None or entry[0] is not layer or entry[3] != tactic:
-        if len(_DISPATCH) > _DISPATCH_LIMIT:
-            _DISPATCH.clear()
-        fused = cuda_tactics.wrapper(layer, tactic) or kernels.lookup(layer)
-        entry = _DISPATCH[id(layer)] = (layer, host_indices(layer), fused, tactic)
-    return entry[1], entry[2]
-
-
 _DEVICE_DTYPES: dict[np.dtype, bool] = {}
 
 
@@ -109,22 +86,31 @@ def device_dtype_ok(dtype: Any) -> bool:
     return ok
 
 
-#: id(layer) -> (layer, whether an output dtype cannot live on the device), cached.
-_HOST_OUTPUTS: dict[int, tuple[Any, bool]] = {}
+#: id(layer) -> (layer, tactic name, host input positions, fused wrapper or None, host
+#: outputs): the per-layer dispatch decisions, made once instead of on every call (the layer
+#: is kept so an id is never reused; the tactic is kept so recording another one redoes the
+#: decision).
+_DISPATCH: dict[int, tuple[Any, Any, tuple[int, ...], Any, bool]] = {}
+_DISPATCH_LIMIT = 200_000
 
 
-def _host_only(layer: Any, inputs: Sequence[Any]) -> bool:
-    # Layers that read or write a dtype the device cannot hold (fp8/fp4/int4 casts, string
-    # ops) run on the host with the NumPy reference, as TensorRT falls back for such types.
-    entry = _HOST_OUTPUTS.get(id(layer))
-    if entry is None or entry[0] is not layer:
-        if len(_HOST_OUTPUTS) > _DISPATCH_LIMIT:
-            _HOST_OUTPUTS.clear()
-        entry = _HOST_OUTPUTS[id(layer)] = (layer, any(
-            t.dtype is not None and not device_dtype_ok(t.dtype) for t in layer.outputs))
-    if entry[1]:
-        return True
-    return any(isinstance(a, np.ndarray) and not device_dtype_ok(a.dtype) for a in inputs)
+def dispatch(layer: Any) -> tuple[tuple[int, ...], Any, bool]:
+    """``(host input positions, fused kernel wrapper or None, host outputs)``, cached.
+
+    The wrapper is the layer's recorded tactic (``layer.metadata["tactic"]``) when it has a
+    non-default one, else the registered fused kernel. "Host outputs" is True when an output
+    has a dtype the device cannot hold.
+    """
+    tactic = layer.metadata.get("tactic")
+    entry = _DISPATCH.get(id(layer))
+    if entry is None or entry[0] is not layer or entry[1] != tactic:
+        if len(_DISPATCH) > _DISPATCH_LIMIT:
+            _DISPATCH.clear()
+        fused = cuda_tactics.wrapper(layer, tactic) or kernels.lookup(layer)
+        host_outputs = any(t.dtype is not None and not device_dtype_ok(t.dtype)
+                           for t in layer.outputs)
+        entry = _DISPATCH[id(layer)] = (layer, tactic, host_indices(layer), fused, host_outputs)
+    return entry[2], entry[3], entry[4]
 
 
 def run_layer(layer: Any, inputs: Sequence[Any], rt: RunContext) -> list[Any]:
@@ -134,13 +120,16 @@ def run_layer(layer: Any, inputs: Sequence[Any], rt: RunContext) -> list[Any]:
     shapes and are uploaded everywhere else. Layers whose dtypes CuPy cannot hold run on
     the host; their outputs go back to the device when the device can hold them.
     """
-    if _host_only(layer, inputs):
+    host, fused, host_outputs = dispatch(layer)
+    # Layers that read or write a dtype the device cannot hold (fp8/fp4/int4 casts, string
+    # ops) run on the host with the NumPy reference, as TensorRT falls back for such types.
+    if host_outputs or any(isinstance(a, np.ndarray) and not device_dtype_ok(a.dtype)
+                           for a in inputs):
         host_rt = RunContext(xp=np, backend="cpu", communicator=rt.communicator, rank=rt.rank,
                              world_size=rt.world_size, state=rt.state)
         outs = layer.op.run(layer, [None if a is None else to_host(a) for a in inputs], host_rt)
         return [cupy.asarray(o) if isinstance(o, np.ndarray) and device_dtype_ok(o.dtype)
                 else o for o in outs]
-    host, fused = dispatch(layer)
     ins = [a if a is None or isinstance(a, cupy.ndarray) or i in host else cupy.asarray(a)
            for i, a in enumerate(inputs)]
     if fused is not None:
