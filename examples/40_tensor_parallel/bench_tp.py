@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import faulthandler
 import gc
 import json
 import os
@@ -148,6 +149,9 @@ class Job:
         self.world = MpiCommunicator()
         self.phases: list[dict[str, Any]] = []
         self._deadline: tuple[str, float] | None = None
+        #: Communicators of finished passes, closed at the end of the job (see
+        #: ``sub_communicator``).
+        self.deferred: list[Any] = []
         threading.Thread(target=self._watch, name="tp-bench-watchdog", daemon=True).start()
 
     def log(self, msg: str, all_ranks: bool = False) -> None:
@@ -179,6 +183,8 @@ class Job:
             time.sleep(1.0)
             current = self._deadline
             if current is not None and time.monotonic() > current[1]:
+                # Where every thread of this rank is stuck, before the job ends.
+                faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
                 self.world.abort(f"rank {self.rank}/{self.size}: phase {current[0]!r} passed "
                                  f"its time limit (--phase-timeout / --time-limit)")
                 return
@@ -333,6 +339,9 @@ def sub_communicator(job: Job, n: int) -> Iterator[Any]:
     4: world ranks 0, 1 -> pass ranks 0, 1; world ranks 2, 3 -> idle (None).
 
     Teardown order: NCCL communicator, then its MPI side channel, then the split communicator.
+    NCCL communicators are not destroyed here but at the end of the job
+    (:func:`close_deferred`): a 4-GPU run (2026-11-21) stopped in the teardown after the
+    N = 2 pass, and deferring it keeps the later passes' numbers even if destroying hangs.
     """
     from mpi4py import MPI  # noqa: PLC0415
 
@@ -359,12 +368,26 @@ def sub_communicator(job: Job, n: int) -> Iterator[Any]:
                 comm = NcclCommunicator(info=info, side=side)
         yield comm
     finally:
-        if comm is not None and comm is not side:
+        if comm is not None:
+            job.deferred.append((comm, side, split))
+        elif split != MPI.COMM_NULL:
+            split.Free()
+
+
+def close_deferred(job: Job) -> None:
+    """Close the passes' communicators (NCCL, then side channel, then split), logging each."""
+    from mpi4py import MPI  # noqa: PLC0415
+
+    for comm, side, split in job.deferred:
+        name = type(comm).__name__
+        if comm is not side:
             comm.close()
+            job.log(f"teardown: {name} closed", all_ranks=True)
         if side is not None:
             side.close()
         if split != MPI.COMM_NULL:
             split.Free()
+    job.deferred.clear()
 
 
 def dist_rt_pass(job: Job, n: int, network: Any, cfg: LlamaConfig,
@@ -424,6 +447,7 @@ def dist_rt_pass(job: Job, n: int, network: Any, cfg: LlamaConfig,
                 rows.append({"shape": shape, "times_ms": times})
                 job.log(f"dist_rt N={n} {shape}: median {np.median(times):.3f} ms (rank "
                         f"{job.rank})")
+        job.log(f"dist_rt N={n}: context closed", all_ranks=True)
         out = {"plan": counts, "rows": rows, "weight_bytes": engine.weight_bytes}
         del engine
         gc.collect()
@@ -719,6 +743,9 @@ def main(argv: list[str] | None = None) -> int:
             print_report(report)
             job.log(f"wrote {args.json}")
         job.world.barrier()
+        with job.phase("teardown", 60):
+            close_deferred(job)
+            job.world.barrier()
     except Exception as exc:
         # Peers may be waiting in a collective: print why, then end every rank now.
         traceback.print_exc()
