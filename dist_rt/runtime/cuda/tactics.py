@@ -12,9 +12,10 @@ each list is the backend's ordinary path (the fused-kernel dispatch of
   algorithm falls back to the default (:func:`dist_rt.runtime.cuda.cublas._gemm`) and the
   timing then simply finds no gain. All keep float32 accumulation, so the result is the
   default's up to summation order.
-* ``dist_rt::Attention``: the flash-style kernel vs. cuBLAS + fused softmax vs. causal query
-  chunks, whatever the query length (the default switches at 16 queries and at 512 causal
-  queries; the best switch points depend on the GPU, heads and head size).
+* ``dist_rt::Attention``: the tensor-core flash kernel (``tc``, fp16/bf16, D % 16 == 0 and
+  <= 128) vs. the CUDA-core flash-style kernel vs. cuBLAS + fused softmax vs. causal query
+  chunks, whatever the query length (the default takes the CUDA-core kernel up to 16
+  queries and ``tc`` above; the best switch point depends on the GPU, heads and head size).
 
 Rejected: cuBLASLt's heuristic list of algorithms per shape gives more choices but needs
 matmul descriptors per shape and far more ctypes binding code (see cublas.py's header).
@@ -25,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from dist_rt.builder.tactics import DEFAULT, Spec, Tactic
-from dist_rt.runtime.cuda import cublas, kernels
+from dist_rt.runtime.cuda import cublas, flash, kernels
 from dist_rt.runtime.cuda.source import MAX_HEAD_DIM
 
 #: tactic name -> cublasGemmAlgo_t.
@@ -65,6 +66,11 @@ def _flash_applies(layer: Any, specs: list[Spec]) -> bool:
     return _no_mask(specs) and specs[0][0][3] <= MAX_HEAD_DIM
 
 
+def _tc_applies(layer: Any, specs: list[Spec]) -> bool:
+    return (_no_mask(specs) and flash.supports(specs[0][1], specs[0][0][3])
+            and specs[1][0][3] == specs[2][0][3] == specs[0][0][3])
+
+
 def _chunks_applies(layer: Any, specs: list[Spec]) -> bool:
     return (_no_mask(specs) and bool(int(layer.attr("causal", 0)))
             and specs[0][0][2] == specs[1][0][2] > kernels.CAUSAL_CHUNK_ROWS)
@@ -76,6 +82,7 @@ TACTICS: dict[tuple[str, str], tuple[Tactic, ...]] = {
                      *(Tactic(name, _gemm(algo), _gemm_applies)
                        for name, algo in GEMM_ALGOS.items())),
     ("dist_rt", "Attention"): (Tactic(DEFAULT),
+                               Tactic("tc", _attention("tc"), _tc_applies),
                                Tactic("flash", _attention("flash"), _flash_applies),
                                Tactic("cublas_softmax", _attention("cublas"),
                                       lambda layer, specs: _no_mask(specs)),

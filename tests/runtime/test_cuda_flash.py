@@ -1,0 +1,213 @@
+"""Tensor-core flash attention (dist_rt/runtime/cuda/flash.py) against a float64 reference.
+
+Inputs are fresh random N(0, 1) values rounded to the storage dtype; the reference computes
+in float64 from those rounded values, so the tolerance covers the kernel's own roundings:
+P to 16 bits before P V and the output once (fp16 atol 2e-3, bf16 1.6e-2, plus the same
+relative tolerance for the few outputs above 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dist_rt import dtypes
+
+pytestmark = pytest.mark.gpu
+
+TOL = {"float16": 2e-3, "bfloat16": 1.6e-2}
+#: (S, Skv): self-attention, then S < Skv (end-aligned frontier) and S > Skv (rows of
+#: causal queries that see no key come out zero).
+SHAPES = [(s, s) for s in (17, 64, 100, 257)] + [(s, skv) for s in (17, 64, 100, 257)
+                                                  for skv in (1, 17, 300) if skv != s]
+
+
+@pytest.fixture(scope="module")
+def cp():
+    cupy = pytest.importorskip("cupy")
+    if int(cupy.cuda.Device().compute_capability) < 80:
+        pytest.skip("the tensor-core flash kernel needs sm_80+")
+    return cupy
+
+
+def _dtype(name: str) -> np.dtype:
+    return dtypes.bfloat16 if name == "bfloat16" else np.dtype(name)
+
+
+def reference(q, k, v, scale: float, causal: bool) -> np.ndarray:
+    """Attention in float64: q (B, Hq, S, D), k/v (B, Hkv, Skv, D) -> (B, Hq, S, D)."""
+    q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
+    b, hq, s, d = q.shape
+    hkv, skv = k.shape[1], k.shape[2]
+    k, v = (np.repeat(x, hq // hkv, axis=1) for x in (k, v))
+    keep = np.ones((s, skv), bool)
+    if causal:
+        keep = np.arange(skv)[None, :] <= np.arange(s)[:, None] + (skv - s)
+    scores = np.where(keep, np.einsum("bhid,bhjd->bhij", q, k) * scale, -np.inf)
+    top = scores.max(-1, keepdims=True) if skv else np.zeros((b, hq, s, 1))
+    p = np.where(keep, np.exp(scores - np.where(np.isfinite(top), top, 0.0)), 0.0)
+    total = p.sum(-1, keepdims=True)
+    return np.einsum("bhij,bhjd->bhid", p, v) / np.where(total > 0, total, 1.0)
+
+
+def make_inputs(cp, rng, b, hq, hkv, s, skv, d, dtype):
+    """Strided q, k, v as a fused projection makes them, plus their host copies.
+
+    S == Skv: views of one (B, S, Hq + 2 Hkv, D) buffer (merged QKV), transposed to bhsd.
+    Otherwise q from a (B, S, Hq, D) buffer and k, v from one (B, Skv, 2 Hkv, D) buffer.
+    """
+    if s == skv:
+        buf = rng.standard_normal((b, s, hq + 2 * hkv, d)).astype(dtype)
+        dev = cp.asarray(buf)
+        parts = [(0, hq), (hq, hq + hkv), (hq + hkv, hq + 2 * hkv)]
+        host = [buf[:, :, i:j].transpose(0, 2, 1, 3) for i, j in parts]
+        return [dev[:, :, i:j].transpose(0, 2, 1, 3) for i, j in parts], host
+    qb = rng.standard_normal((b, s, hq, d)).astype(dtype)
+    kvb = rng.standard_normal((b, skv, 2 * hkv, d)).astype(dtype)
+    qd, kvd = cp.asarray(qb), cp.asarray(kvb)
+    host = [qb.transpose(0, 2, 1, 3), kvb[:, :, :hkv].transpose(0, 2, 1, 3),
+            kvb[:, :, hkv:].transpose(0, 2, 1, 3)]
+    dev = [qd.transpose(0, 2, 1, 3), kvd[:, :, :hkv].transpose(0, 2, 1, 3),
+           kvd[:, :, hkv:].transpose(0, 2, 1, 3)]
+    return dev, host
+
+
+def assert_close(cp, y_bshd, want_bhsd, dtype_name, err_msg=""):
+    got = cp.asnumpy(y_bshd).astype(np.float64).transpose(0, 2, 1, 3)
+    assert got.shape == want_bhsd.shape
+    tol = TOL[dtype_name]
+    np.testing.assert_allclose(got, want_bhsd, atol=tol, rtol=tol, err_msg=err_msg)
+
+
+class _Layer:
+    """A stand-in layer for calling kernels.attention directly."""
+
+    def __init__(self, **attributes):
+        self.op_type, self.domain, self.opset, self.name = "Attention", "dist_rt", 1, "attn"
+        self.attributes = attributes
+
+    def attr(self, name, default=None):
+        return self.attributes.get(name, default)
+
+
+class TestFlashKernel:
+    @pytest.mark.parametrize("s, skv", SHAPES)
+    @pytest.mark.parametrize("causal", [True, False])
+    @pytest.mark.parametrize("d", [64, 128])
+    @pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
+    def test_matches_reference(self, cp, dtype_name, d, causal, s, skv):
+        from dist_rt.runtime.cuda import flash
+
+        rng = np.random.default_rng(s * 1000 + skv + d)
+        (q, k, v), host = make_inputs(cp, rng, 2, 8, 2, s, skv, d, _dtype(dtype_name))
+        scale = 1 / math.sqrt(d)
+        y = flash.flash_attention(q, k, v, scale, causal)
+        assert y is not None and y.shape == (2, s, 8, d) and y.flags.c_contiguous
+        assert_close(cp, y, reference(*host, scale, causal), dtype_name)
+
+    @pytest.mark.parametrize("hq, hkv", [(4, 4), (8, 2), (16, 4)])
+    @pytest.mark.parametrize("s, skv", [(257, 257), (100, 300)])
+    def test_heads_contiguous_and_scale(self, cp, hq, hkv, s, skv):
+        from dist_rt.runtime.cuda import flash
+
+        rng = np.random.default_rng(hq + hkv)
+        q, k, v = (rng.standard_normal(shape).astype(np.float16)
+                   for shape in ((2, hq, s, 128), (2, hkv, skv, 128), (2, hkv, skv, 128)))
+        y = flash.flash_attention(*(cp.asarray(x) for x in (q, k, v)), 0.05, True)
+        assert_close(cp, y, reference(q, k, v, 0.05, True), "float16")
+
+    def test_no_keys_gives_zeros(self, cp):
+        from dist_rt.runtime.cuda import flash
+
+        q = cp.ones((1, 2, 20, 64), dtype=cp.float16)
+        k = cp.ones((1, 2, 0, 64), dtype=cp.float16)
+        y = flash.flash_attention(q, k, k, 0.125, True)
+        assert y.shape == (1, 20, 2, 64) and not bool(cp.any(y))
+
+    def test_unaligned_views_are_copied(self, cp):
+        from dist_rt.runtime.cuda import flash
+
+        # head dim 64 out of rows of 68: row strides not a multiple of 8 elements.
+        rng = np.random.default_rng(9)
+        buf = rng.standard_normal((1, 3, 70, 68)).astype(np.float16)
+        dev = cp.asarray(buf)[..., 2:66]
+        host = buf[..., 2:66]
+        y = flash.flash_attention(dev, dev[:, :1], dev[:, 1:2], 0.125, True)
+        assert_close(cp, y, reference(host, host[:, :1], host[:, 1:2], 0.125, True), "float16")
+
+    @pytest.mark.parametrize("dtype, d, scale", [("float32", 64, 0.1), ("float16", 72, 0.1),
+                                                 ("float16", 256, 0.1), ("float16", 64, 0.0)])
+    def test_declines_what_it_does_not_cover(self, cp, dtype, d, scale):
+        from dist_rt.runtime.cuda import flash
+
+        q = cp.zeros((1, 2, 32, d), dtype=dtype)
+        assert flash.flash_attention(q, q, q, scale, False) is None
+
+    def test_graph_capture(self, cp):
+        from dist_rt.runtime.cuda import flash
+
+        rng = np.random.default_rng(4)
+        (q, k, v), _ = make_inputs(cp, rng, 2, 8, 2, 100, 100, 128, np.float16)
+        stream = cp.cuda.Stream(non_blocking=True)
+        with stream:
+            want = flash.flash_attention(q, k, v, 0.1, True)  # compiled eagerly
+            stream.begin_capture()
+            y = flash.flash_attention(q, k, v, 0.1, True)
+            graph = stream.end_capture()
+            y.fill(0)
+            graph.launch(stream)
+            stream.synchronize()
+        np.testing.assert_array_equal(cp.asnumpy(y), cp.asnumpy(want))
+
+
+class TestAttentionDispatch:
+    @pytest.mark.parametrize("layout", ["bhsd", "bshd"])
+    @pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
+    def test_long_queries_take_tc(self, cp, monkeypatch, layout, dtype_name):
+        from dist_rt.runtime.cuda import flash, kernels
+
+        calls = []
+        real = flash.flash_attention
+        monkeypatch.setattr(flash, "flash_attention",
+                            lambda *a, **kw: calls.append(1) or real(*a, **kw))
+        rng = np.random.default_rng(5)
+        (q, k, v), host = make_inputs(cp, rng, 2, 16, 4, 100, 100, 128, _dtype(dtype_name))
+        layer = _Layer(causal=1, num_heads=16, kv_num_heads=4, output_layout=layout)
+        (y,) = kernels.attention(layer, [q, k, v], None)
+        assert calls == [1]
+        want = reference(*host, 1 / math.sqrt(128), True)
+        assert_close(cp, y if layout == "bshd" else y.transpose(0, 2, 1, 3), want, dtype_name)
+
+    def test_uncovered_falls_back(self, cp):
+        from dist_rt.runtime.cuda import kernels
+
+        rng = np.random.default_rng(6)
+        q, k, v = (rng.standard_normal((1, 2, 40, 72)).astype(np.float16) for _ in range(3))
+        (y,) = kernels.attention(_Layer(causal=1), [cp.asarray(x) for x in (q, k, v)], None,
+                                 path="tc")
+        np.testing.assert_allclose(cp.asnumpy(y).astype(np.float64),
+                                   reference(q, k, v, 1 / math.sqrt(72), True), atol=1e-2)
+
+    def test_tactic_tc_is_selectable(self, cp, monkeypatch):
+        from dist_rt.builder import tactics
+        from dist_rt.network import Network
+        from dist_rt.runtime.cuda import flash
+
+        rng = np.random.default_rng(7)
+        q = rng.standard_normal((1, 4, 8, 64)).astype(np.float16)  # decode-sized: not default
+        k, v = (rng.standard_normal((1, 2, 90, 64)).astype(np.float16) for _ in range(2))
+        net = Network("one")
+        ins = [net.add_constant(f"in{i}", a) for i, a in enumerate((q, k, v))]
+        layer = net.add_layer("Attention", ins, {"causal": 1}, domain="dist_rt")
+        specs = [(a.shape, a.dtype) for a in (q, k, v)]
+        assert "tc" in [t.name for t in tactics.applicable("cuda", layer, specs)]
+        calls = []
+        real = flash.flash_attention
+        monkeypatch.setattr(flash, "flash_attention",
+                            lambda *a, **kw: calls.append(1) or real(*a, **kw))
+        out = tactics.run_tactic("cuda", layer, "tc", [cp.asarray(x) for x in (q, k, v)], None)
+        assert calls == [1]
+        assert_close(cp, out[0].transpose(0, 2, 1, 3), reference(q, k, v, 0.125, True),
+                     "float16")
