@@ -191,6 +191,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict], int]:
     if comm.rank == 0:
         print(f"# collectives.bench backend={args.backend} ranks={n} dtype={dtype.name} "
               f"iters={args.iters} warmup={args.warmup} graph={args.graph}")
+        if hasattr(comm, "nvlink_status"):  # NCCL: which path small all_reduces take
+            print(f"# {comm.nvlink_status}")
         print(f"# {'op':<14} {'size(B)':>12} {'count':>12} {'type':>8} {'redop':>5} "
               f"{'root':>4} {'time(us)':>10} {'algbw':>8} {'busbw':>8} {'maxerr':>8}")
     for name in ops:
