@@ -21,6 +21,7 @@ from dist_rt.builder.passes import (
     fuse_rmsnorm,
     fuse_rope,
     fuse_silu,
+    fuse_weight_only,
     memory_plan,
     precision,
     shape_simplify,
@@ -90,6 +91,7 @@ class Builder:
                 self.progress(f"  {name:<16} {note} ({(time.perf_counter() - t0) * 1e3:.1f} ms)")
 
         step("infer", lambda n, s: f"{len(n.infer_shapes())} values known")  # dtypes/shapes
+        step("fuse_weight_only", fuse_weight_only.run, level >= 2)  # MatMul(DQ(int8 W)) -> 1
         step("fold_constants", fold_constants.run, level >= 1)   # known values -> constants
         step("eliminate", eliminate.run, level >= 1)             # Identity/no-op/dead layers
         step("cse", cse.run, level >= 1)                         # duplicate layers -> one
@@ -101,6 +103,7 @@ class Builder:
         step("fuse_attn_layout", fuse_attention_layout.run, level >= 2)  # Attn+Transpose -> bshd
         step("fuse_add_rmsnorm", fuse_add_rmsnorm.run, level >= 2)  # residual Add + RMSNorm -> 1
         step("fuse_parallel_mm", fuse_parallel_matmul.run, level >= 2)  # q/k/v, gate/up -> 1 GEMM
+        step("merge_weight_only", fuse_weight_only.merge, level >= 2)  # same, int8 weights
         for fuse in FUSION_PASSES:                               # attention, bias+act... fusion
             step(getattr(fuse, "__module__", "fuse").rsplit(".", 1)[-1], fuse, level >= 2)
         step("precision", precision.run)                         # fp16/bf16 weights + casts

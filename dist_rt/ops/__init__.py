@@ -61,6 +61,7 @@ _MODULES = [
     "silu_mul",
     "rotary_half",
     "add_rms_norm",
+    "weight_only_matmul",
     # tensor (ops-tensor helper)
     "identity", "dropout", "constant", "shape", "size", "gather", "gather_elements",
     "gather_nd", "reshape", "transpose", "squeeze", "unsqueeze", "concat", "split", "slice",

@@ -2,7 +2,8 @@
 
 What the pass does, in order:
 
-1. Float32 weights are cast once, here, so the engine stores and loads the small dtype.
+1. Float32 weights are cast once, here, so the engine stores and loads the small dtype
+   (not the scales of int8 weights, see :data:`FP32_CONSTANT_INPUTS`).
 2. Each float32 network input gets a ``Cast`` to the compute dtype right after it; each
    float32 network output gets a ``Cast`` back, under the output's original name. So the
    caller feeds and receives exactly the model's dtypes.
@@ -36,6 +37,9 @@ FP32_OPS = frozenset({"Softmax", "LogSoftmax", "LayerNormalization", "RMSNormali
 #: Ops whose CUDA kernels already read 16-bit tensors and compute in fp32 inside (see
 #: dist_rt/runtime/cuda/kernels.py), for the last axis only: no casts around them on CUDA.
 CUDA_NATIVE_16BIT = frozenset({"RMSNormalization", "Softmax"})
+#: (domain, op type, input index) whose float32 constants stay float32: an 8-bit weight's
+#: per-column scale is only N floats, and rounding it to bf16 would bias whole columns.
+FP32_CONSTANT_INPUTS = frozenset({("dist_rt", "WeightOnlyMatMul", 2)})
 
 
 def _on_cuda(state: BuildState) -> bool:
@@ -61,6 +65,17 @@ def _native_16bit(layer: Layer) -> bool:
     # RMSNormalization: the kernel wants a 1-D scale of the input's dtype (a cast weight).
     w = layer.inputs[1] if len(layer.inputs) > 1 else None
     return w is not None and w.shape is not None and len(w.shape) == 1 and w.dtype == x.dtype
+
+
+def _fp32_constants(network: Network) -> set[str]:
+    """Constants read only as :data:`FP32_CONSTANT_INPUTS` inputs (and not outputs)."""
+    readers: dict[str, bool] = {}
+    for layer in network.layers:
+        for i, t in enumerate(layer.inputs):
+            if t is not None and t.is_constant:
+                keep = (layer.domain, layer.op_type, i) in FP32_CONSTANT_INPUTS
+                readers[t.name] = readers.get(t.name, True) and keep
+    return {name for name, keep in readers.items() if keep} - {t.name for t in network.outputs}
 
 
 def _cast(network: Network, src: Tensor, dtype: np.dtype, name: str | None = None) -> Tensor:
@@ -123,8 +138,9 @@ def run(network: Network, state: BuildState) -> str:
                          f"so inputs and outputs cannot be converted")
     network.toposort()
     weights = 0
+    keep = _fp32_constants(network)
     for t in network.constants:
-        if t.dtype == F32:
+        if t.dtype == F32 and t.name not in keep:
             t.weights = Weights(t.weights.numpy().astype(low))
             t.dtype = low
             weights += 1
