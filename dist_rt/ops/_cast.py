@@ -55,7 +55,7 @@ def convert(xp: Any, x: Any, dtype: np.dtype, saturate: bool, round_mode: str = 
     if x.dtype in (np.dtype(np.float16), dtypes.bfloat16) or is_float8(x.dtype):
         # Go through float32 so ml_dtypes types convert to every target.
         x = x.astype(np.float32)
-    return x.astype(dtype)
+    return x.astype(dtype, copy=False)  # 16-bit -> float32: the line above made the copy
 
 
 def _to_e8m0(xp: Any, x: Any, saturate: bool, round_mode: str) -> Any:

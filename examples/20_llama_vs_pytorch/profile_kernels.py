@@ -85,7 +85,8 @@ def main() -> int:
         for batch, seq in shapes:
             ids = cupy.asarray(sample_inputs(cfg, batch, seq, seed=1)["input_ids"])
             feeds = {"input_ids": ids}
-            state = BuildState(BuilderConfig(device="cuda"), input_shapes={"input_ids": (batch, seq)})
+            state = BuildState(BuilderConfig(device="cuda"),
+                               input_shapes={"input_ids": (batch, seq)})
             plan = memory_plan.plan(engine.network,
                                     memory_plan.concrete_shapes(engine.network, state))
             for graph in (True, False):
@@ -104,6 +105,10 @@ def main() -> int:
                     walls.append(cupy.cuda.get_elapsed_time(start, end))
                 wall = float(np.median(walls))
                 pool = graph_pool_bytes(ctx) if graph else 0
+                runner = getattr(ctx, "_cuda_graph_runner", None)
+                arena = max(runner.arena_bytes.values(), default=0) if graph and runner else 0
+                notes = [e.arena_note for e in runner.graphs.values()
+                         if e.arena_note] if graph and runner else []
                 with profile(activities=[ProfilerActivity.CUDA]) as prof:
                     for _ in range(args.iters):
                         ctx.execute(feeds, copy_outputs=False)
@@ -113,7 +118,9 @@ def main() -> int:
                 mode = "graph" if graph else "eager"
                 print(f"\n== {batch}x{seq} {mode}: wall {wall:.3f} ms/step, kernels "
                       f"{us / 1e3:.3f} ms/step, {count} kernels/step"
-                      + (f"; graph pool {pool / 2**20:.1f} MiB, plan lower bound "
+                      + (f"; graph pool {pool / 2**20:.1f} MiB, arena {arena / 2**20:.1f} "
+                         f"MiB ({arena / max(plan['lower_bound_bytes'], 1):.2f}x the bound)"
+                         f"{' ' + '; '.join(notes) if notes else ''}, plan lower bound "
                          f"{plan['lower_bound_bytes'] / 2**20:.1f} MiB, planned arena "
                          f"{plan['arena_bytes'] / 2**20:.1f} MiB" if graph else ""))
                 for name, c, t in rows[:args.top]:

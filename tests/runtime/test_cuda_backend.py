@@ -118,6 +118,31 @@ class TestKernels:
         np.testing.assert_allclose(cp.asnumpy(y).astype(np.float32), ref, atol=TOL[dt] * 4,
                                    rtol=TOL[dt])
 
+    def test_add_rmsnorm(self, cp, backend, dt):
+        from dist_rt.runtime.cuda import kernels
+
+        rng = np.random.default_rng(7)
+        a, b = (rng.standard_normal((2, 3, 2050)).astype(_dtype(dt)) for _ in range(2))
+        w = rng.standard_normal(2050).astype(_dtype(dt))
+        s_ref = (a + b).astype(np.float32)  # rounded to the input dtype, as Add stores it
+        ref = s_ref / np.sqrt((s_ref * s_ref).mean(-1, keepdims=True) + 1e-6) * w.astype(
+            np.float32)
+        s, y = kernels.add_rmsnorm(_Layer("AddRMSNorm", "dist_rt", epsilon=1e-6),
+                                   [cp.asarray(a), cp.asarray(b), cp.asarray(w)], None)
+        np.testing.assert_array_equal(cp.asnumpy(s).astype(np.float32), s_ref)
+        np.testing.assert_allclose(cp.asnumpy(y).astype(np.float32), ref, atol=TOL[dt] * 4,
+                                   rtol=TOL[dt])
+
+    def test_transpose_is_a_view(self, cp, backend, dt):
+        from dist_rt.runtime.cuda import kernels
+
+        x = cp.asarray(np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5).astype(_dtype(dt)))
+        (y,) = kernels.transpose(_Layer("Transpose", perm=[0, 2, 1, 3]), [x], None)
+        assert y.data.ptr == x.data.ptr and y.shape == (2, 4, 3, 5)
+        np.testing.assert_array_equal(cp.asnumpy(y), cp.asnumpy(x).transpose(0, 2, 1, 3))
+        (z,) = kernels.transpose(_Layer("Transpose"), [x], None)  # default: reversed axes
+        assert z.shape == (5, 4, 3, 2)
+
     def test_softmax(self, cp, backend, dt):
         from dist_rt.runtime.cuda import kernels
 
@@ -128,14 +153,21 @@ class TestKernels:
         np.testing.assert_allclose(cp.asnumpy(y).astype(np.float32),
                                    e / e.sum(-1, keepdims=True), atol=TOL[dt])
 
-    def test_silu_mul(self, cp, backend, dt):
+    # scalar path, 16-byte path, and the halves of a merged gate/up output (row-strided)
+    @pytest.mark.parametrize("shape, merged", [((5, 999), False), ((3, 4, 5632), False),
+                                               ((3, 4, 5632), True)])
+    def test_silu_mul(self, cp, backend, dt, shape, merged):
         from dist_rt.runtime.cuda import kernels
 
         rng = np.random.default_rng(2)
-        a, b = (rng.standard_normal((5, 999)).astype(_dtype(dt)) * 3 for _ in range(2))
+        a, b = (rng.standard_normal(shape).astype(_dtype(dt)) * 3 for _ in range(2))
         af, bf = a.astype(np.float32), b.astype(np.float32)
-        (y,) = kernels.silu_mul(_Layer("SiluMul", "dist_rt"), [cp.asarray(a), cp.asarray(b)],
-                                None)
+        da, db = cp.asarray(a), cp.asarray(b)
+        if merged:
+            both = cp.concatenate([da, db], axis=-1)
+            da, db = both[..., :shape[-1]], both[..., shape[-1]:]
+        (y,) = kernels.silu_mul(_Layer("SiluMul", "dist_rt"), [da, db], None)
+        assert y.flags.c_contiguous
         np.testing.assert_allclose(cp.asnumpy(y).astype(np.float32),
                                    af / (1 + np.exp(-af)) * bf, atol=TOL[dt] * 10,
                                    rtol=TOL[dt])
@@ -288,3 +320,19 @@ class TestEngine:
                                            eager.execute(feeds)["logits"], atol=1e-3)
             entries = list(ctx._cuda_graph_runner.graphs.values())
         assert [e.fallback for e in entries] == [None]
+        assert [e.arena_note for e in entries] == [None]  # replays ran in the planned arena
+        assert entries[0].arena_bytes > 0
+
+    def test_arena_is_near_the_lifetime_bound(self, cp, backend):
+        from dist_rt.builder.passes import BuildState, memory_plan
+        from dist_rt.models.llama import sample_inputs
+
+        cfg, _, engine = _llama_engine("fp16")
+        shapes = {"input_ids": (2, 40)}
+        plan = memory_plan.plan(engine.network, memory_plan.concrete_shapes(
+            engine.network, BuildState(BuilderConfig(device="cuda"), input_shapes=shapes)))
+        with engine.create_execution_context() as ctx:
+            ctx.execute(sample_inputs(cfg, *shapes["input_ids"]))
+            (arena,) = ctx._cuda_graph_runner.arena_bytes.values()
+        # Kernel scratch (attention scores, GEMV partial sums) comes on top of the bound.
+        assert 0 < arena <= 1.5 * plan["lower_bound_bytes"]

@@ -20,6 +20,7 @@ from typing import Any
 import cupy
 import numpy as np
 
+from dist_rt import dtypes
 from dist_rt.ops import RunContext
 from dist_rt.runtime.cuda import kernels
 from dist_rt.runtime.cuda import tactics as cuda_tactics
@@ -79,7 +80,8 @@ def device_dtype_ok(dtype: Any) -> bool:
     if ok is None:
         try:
             cupy.empty(1, dt)
-            ok = dt.kind not in "OUSV"
+            # ml_dtypes' bfloat16 has kind "V", but CuPy holds it (and the kernels use it).
+            ok = dt.kind not in "OUSV" or dt == dtypes.bfloat16
         except (TypeError, ValueError, NotImplementedError):
             ok = False
         _DEVICE_DTYPES[dt] = ok

@@ -20,6 +20,17 @@ First call for a shape signature (input names, shapes, dtypes):
 Later calls copy the feeds into the captured input buffers and launch the graph: no
 allocation, no Python per layer. Graph memory stays held until the runner is dropped.
 
+**One arena per signature** (``DIST_RT_CUDA_ARENA=0`` turns it off). The capture above runs
+twice. The first records every allocation the layers make (size, the step that made it)
+and which tensors live in it, so each allocation gets a lifetime: until the last reader of
+the last tensor (or view) in it, or its own step for a kernel's scratch. The allocations
+are then placed in one block with the builder's best-fit planner
+(``memory_plan.best_fit``) and the second capture hands out exactly those offsets, in the
+same order. Peak activation memory is that block: the lower bound from tensor lifetimes
+plus kernel scratch, instead of the ~2x a caching pool reaches. A replay of the arena graph
+is checked against the eager run of the same inputs; any difference (an allocation that
+outlived what the trace saw) falls back to the pool-backed graph.
+
 Rejected alternative: ``cudaMallocAsync`` pools with graph-owned allocations would free the
 activations between replays, but CuPy's support for them inside capture is partial and the
 activations are needed again at the next replay anyway.
@@ -30,6 +41,7 @@ falls back to the eager path for good, with the reason kept in ``fallback``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +49,7 @@ from typing import Any
 import cupy
 import numpy as np
 
+from dist_rt.builder.passes.memory_plan import best_fit
 from dist_rt.errors import DistRtError, ExecutionError
 
 #: Int constants/values up to this many elements are also kept as host NumPy arrays.
@@ -50,6 +63,49 @@ HOST_INPUTS: dict[str, tuple[int, ...]] = {
 }
 _SHAPE_OPS = frozenset({"Shape", "Size"})
 _RELAXED = getattr(cupy.cuda.runtime, "streamCaptureModeRelaxed", 2)
+_ARENA_ALIGN = 256
+USE_ARENA = os.environ.get("DIST_RT_CUDA_ARENA", "1") != "0"
+
+
+class _Trace:
+    """Allocator of the first capture: pool blocks, recording ``[size, step, ptr, last]``."""
+
+    def __init__(self, pool: cupy.cuda.MemoryPool):
+        self.pool = pool
+        self.allocs: list[list[int]] = []
+        self.step = 0
+
+    def malloc(self, size: int) -> cupy.cuda.MemoryPointer:
+        size = -(-max(int(size), 1) // _ARENA_ALIGN) * _ARENA_ALIGN
+        mem = self.pool.malloc(size)
+        self.allocs.append([size, self.step, mem.ptr, self.step])
+        return mem
+
+    def holds(self, array: Any, last: int) -> None:
+        """``array`` (a layer output) lives until step ``last``: so does the block under it."""
+        if not isinstance(array, cupy.ndarray) or array.size == 0:
+            return
+        ptr = array.data.ptr
+        for alloc in reversed(self.allocs):  # the newest block at an address is the live one
+            if alloc[2] <= ptr < alloc[2] + alloc[0]:
+                alloc[3] = max(alloc[3], last)
+                return
+
+
+class _Arena:
+    """Allocator of the second capture: the planned offsets of one block, in trace order."""
+
+    def __init__(self, base: cupy.cuda.MemoryPointer, sizes: list[int], offsets: list[int]):
+        self.base, self.sizes, self.offsets, self.next = base, sizes, offsets, 0
+
+    def malloc(self, size: int) -> cupy.cuda.MemoryPointer:
+        size = -(-max(int(size), 1) // _ARENA_ALIGN) * _ARENA_ALIGN
+        k = self.next
+        if k >= len(self.sizes) or self.sizes[k] != size:
+            raise ExecutionError(f"arena capture: allocation {k} of {size} bytes differs from "
+                                 f"the traced capture")
+        self.next += 1
+        return self.base + self.offsets[k]
 
 
 def host_indices(layer: Any) -> tuple[int, ...]:
@@ -80,6 +136,8 @@ class _Captured:
     outputs: dict[str, Any] = field(default_factory=dict)
     keep: list = field(default_factory=list)   # device arrays the graph reads
     fallback: str | None = None
+    arena_bytes: int = 0                         # the planned block (0: pool-backed graph)
+    arena_note: str | None = None                # why the arena is not used, if it is not
 
 
 class CudaGraphRunner:
@@ -159,11 +217,22 @@ class CudaGraphRunner:
         self.pool.free_all_blocks()
 
     @property
+    def arena_bytes(self) -> dict[tuple, int]:
+        """Planned activation block per captured shape signature (0: pool-backed graph)."""
+        return {key: e.arena_bytes for key, e in self.graphs.items()}
+
+    @property
     def pool_bytes(self) -> int:
         """Bytes the private pool holds (the graphs' activations and inputs)."""
         return int(self.pool.total_bytes())
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _last_use(self) -> dict[str, int]:
+        """Tensor name -> the step after which the eager loop drops it."""
+        if getattr(self, "_last", None) is None:
+            self._last = {n: step for step, names in enumerate(self.free_after) for n in names}
+        return self._last
 
     def _plan(self) -> list[tuple]:
         """Per layer, once: (layer, input names, host positions, output names, frees)."""
@@ -177,7 +246,8 @@ class CudaGraphRunner:
         return self._steps
 
     def _eager(self, feeds: dict[str, Any], record: dict | None,
-               skip: bool = False, host: dict | None = None) -> dict[str, Any]:
+               skip: bool = False, host: dict | None = None,
+               trace: _Trace | None = None) -> dict[str, Any]:
         ctx = self.context
         values = dict(ctx._constants)
         values.update({n: ctx.backend.to_device(a) for n, a in feeds.items()})
@@ -186,9 +256,11 @@ class CudaGraphRunner:
         host = {**self.host_constants, **(host or {})}
         run_layer, rt = self.run_layer, ctx._rt
         keep = record if record is not None else {}
-        for layer, in_names, host_pos, out_names, frees in self._plan():
+        for step, (layer, in_names, host_pos, out_names, frees) in enumerate(self._plan()):
             if skip and all(n in self.fixed_names for n in out_names):
                 continue
+            if trace is not None:
+                trace.step = step
             ins = [None if n is None else values[n] for n in in_names]
             for i in host_pos:
                 value = host.get(in_names[i])
@@ -205,6 +277,8 @@ class CudaGraphRunner:
                 values[name] = out
                 if record is not None and not skip and name in self.fixed_names:
                     record[name] = out
+                if trace is not None:
+                    trace.holds(out, self._last_use().get(name, len(self.layers)))
             for name in frees:
                 if name not in keep:
                     values.pop(name, None)
@@ -228,16 +302,73 @@ class CudaGraphRunner:
             entry.keep = list(fixed.values())
             # Relaxed: the private pool may still cudaMalloc a block the warm-up run did not
             # need (skipped layers change the allocation order); nothing else is unsafe here.
+            trace = _Trace(self.pool) if USE_ARENA else None
             self.stream.begin_capture(_RELAXED)
             try:
-                entry.outputs = self._eager(dict(entry.inputs), record=fixed, skip=True,
-                                            host=host)
+                with cupy.cuda.using_allocator(trace.malloc if trace else self.pool.malloc):
+                    entry.outputs = self._eager(dict(entry.inputs), record=fixed, skip=True,
+                                                host=host, trace=trace)
             except (DistRtError, RuntimeError, cupy.cuda.runtime.CUDARuntimeError) as exc:
                 self._abort_capture()
                 entry.fallback = f"capture failed: {exc}"
                 return entry
             entry.graph = self.stream.end_capture()
+            if trace is not None:
+                self._capture_arena(entry, trace, fixed, host)
         return entry
+
+    def _capture_arena(self, entry: _Captured, trace: _Trace, fixed: dict, host: dict) -> None:
+        """Re-capture ``entry`` into one planned block; keep the pool graph if that fails.
+
+        The check: both graphs run on the captured inputs and must agree (to the 16-bit
+        rounding of a reordered reduction at most; a misplaced buffer is far off). With
+        several ranks each decision is agreed over the communicator first, because a graph
+        holding collectives must be launched by every rank or by none.
+        """
+        sizes = [a[0] for a in trace.allocs]
+        offsets, total = best_fit(sizes, [(a[1], a[3]) for a in trace.allocs])
+        entry.graph.launch(stream=self.stream)
+        want = {n: cupy.array(v) for n, v in entry.outputs.items()
+                if isinstance(v, cupy.ndarray)}
+        base = self.pool.malloc(max(total, _ARENA_ALIGN))
+        arena = _Arena(base, sizes, offsets)
+        graph = outputs = None
+        note = None
+        self.stream.begin_capture(_RELAXED)
+        try:
+            with cupy.cuda.using_allocator(arena.malloc):
+                outputs = self._eager(dict(entry.inputs), record=fixed, skip=True, host=host)
+            graph = self.stream.end_capture()
+        except (DistRtError, RuntimeError, cupy.cuda.runtime.CUDARuntimeError) as exc:
+            self._abort_capture()
+            note = f"arena capture failed: {exc}"
+        if self._agree(note is None):
+            graph.launch(stream=self.stream)
+            for name, ref in want.items():
+                got = outputs[name]
+                same = (bool(cupy.allclose(got, ref, rtol=1e-2, atol=1e-2, equal_nan=True))
+                        if ref.dtype.kind in "fc" else bool((got == ref).all()))
+                if not same:
+                    note = f"output '{name}' of the arena graph differs from the pool graph"
+                    break
+            if self._agree(note is None):
+                entry.graph, entry.outputs, entry.arena_bytes = graph, outputs, total
+                entry.keep.append(base)
+                del want
+                self.stream.synchronize()
+                self.pool.free_all_blocks()  # the first capture's blocks
+                return
+        note = note or "another rank could not use its arena"
+        entry.arena_note = f"pool-backed graph kept: {note}"
+        del graph, outputs, base
+        self.stream.synchronize()
+
+    def _agree(self, ok: bool) -> bool:
+        """True when ``ok`` holds on every rank (a host exchange; no device work)."""
+        ctx = self.context
+        if ctx._world <= 1:
+            return ok
+        return all(ctx.communicator.all_gather_object(bool(ok)))
 
     def _abort_capture(self) -> None:
         try:

@@ -9,27 +9,34 @@ Registry (domain, op type) -> wrapper:
 
 =========================  =========================================================
 ``RMSNormalization``       ``rmsnorm`` kernel (last axis, weight of the same dtype)
-``dist_rt::AddRMSNorm``    one add, then the ``rmsnorm`` kernel (a one-pass kernel is next)
+``dist_rt::AddRMSNorm``    ``add_rmsnorm`` kernel: S = A + B and rmsnorm(S) in one pass
 ``Softmax`` (opset >= 13)  ``softmax`` kernel (last axis)
 ``dist_rt::Silu``          ``silu`` kernel
 ``dist_rt::SiluMul``       ``silu_mul`` kernel (A and B of the same shape)
-``dist_rt::Attention``     S <= 16 and D <= 128: ``attention_decode`` (flash-style);
-                           else per batch item: cuBLAS scale*q k^T -> in-place causal
-                           softmax -> cuBLAS P v (direct cuBLAS, capturable);
-                           ``output_layout="bshd"``: the decode kernel's (B, S, H, D)
-                           buffer as is, the long path's Y as a transposed view
+``dist_rt::Attention``     S <= 16 and D <= 128: ``attention_decode`` (CUDA cores);
+                           S > 16, fp16/bf16, D % 16 == 0 <= 128, sm_80+: the
+                           tensor-core flash kernel (``flash.py``, tactic ``tc``);
+                           else causal S == Skv >= 512 by query chunks, or per batch
+                           item cuBLAS scale*q k^T -> in-place causal softmax -> cuBLAS
+                           P v (direct cuBLAS, capturable); ``output_layout="bshd"``:
+                           the kernels' (B, S, H, D) buffer as is, cuBLAS's Y as a
+                           transposed view
 ``dist_rt::RotaryHalf``    ``rope_half`` kernel (x*cos + rotate_half(x)*sin)
 ``MatMul``                 (..., K) @ (K, N) as one flattened 2-D GEMM; equal batch dims
                            as one strided-batched GEMM (direct cuBLAS, capturable)
-``Split``                  views of the input, no copies (readers take strided input)
+``Split``, ``Transpose``   views of the input, no copies (readers take strided input)
 ``Gather``                 while capturing a graph: no host bounds check (see gather)
 =========================  =========================================================
 
-Attention's long-query path materializes the scores (Hq, S, Skv) of one batch item at a
-time in the input dtype (never in fp32): cuBLAS tensor cores do both products with float32
-accumulation and the scale folded into the first, and the softmax kernel reads and writes
-the scores once, in place. A tensor-core flash kernel would avoid that traffic; it is
-the next step (issue 5), not done here.
+``dist_rt::WeightOnlyMatMul`` (int8/uint8 weights) runs :mod:`.w8`: a GEMV kernel that
+dequantizes in registers for M <= 16 rows, else dequantize + cuBLAS.
+
+Attention's long queries run the tensor-core flash kernel (:mod:`.flash`): the scores
+never reach memory. The cuBLAS paths remain for what it does not cover (fp32, D > 128 or
+not a multiple of 16, pre-sm_80 GPUs): they materialize the scores (Hq, S, Skv) of one
+batch item at a time in the input dtype (never in fp32), cuBLAS tensor cores do both
+products with float32 accumulation and the scale folded into the first, and the softmax
+kernel reads and writes the scores once, in place.
 """
 
 from __future__ import annotations
@@ -42,11 +49,12 @@ import cupy
 import numpy as np
 
 from dist_rt import dtypes
-from dist_rt.runtime.cuda import cublas
+from dist_rt.runtime.cuda import cublas, flash, w8
 from dist_rt.runtime.cuda.source import ATTENTION_WARPS, MAX_HEAD_DIM, SOURCE, TEMPLATES, TYPES
 
 _MODULE: cupy.RawModule | None = None
-#: Query lengths up to this use the flash-style kernel; longer ones the cuBLAS path.
+#: Query lengths up to this use the CUDA-core decode kernel; longer ones the tensor-core
+#: flash kernel (:mod:`.flash`), or the cuBLAS paths where it does not apply.
 DECODE_MAX_QUERIES = 16
 _THREADS = 256
 
@@ -94,17 +102,22 @@ def rmsnorm(layer, inputs, rt) -> list | None:
 
 
 def add_rmsnorm(layer, inputs, rt) -> list | None:
-    """dist_rt::AddRMSNorm as ``S = A + B`` and the rmsnorm kernel on S: two launches.
-
-    Same work as the unfused Add + RMSNormalization; a kernel reading A and B and writing
-    S and Y in one pass would save one more read of S.
-    """
+    """dist_rt::AddRMSNorm in one launch: ``S = A + B`` (rounded as Add stores it) and
+    ``Y = rmsnorm(S) * w``, with A and B of one shape (else the generic op broadcasts)."""
     a, b, w = inputs
-    if a.dtype != b.dtype or a.shape != b.shape:
+    if (a.dtype != b.dtype or a.shape != b.shape or _type_of(a.dtype) is None or a.ndim == 0
+            or w.dtype != a.dtype or w.ndim != 1 or w.shape[0] != a.shape[-1]
+            or int(layer.attr("axis", -1)) % a.ndim != a.ndim - 1):
         return None
-    s = a + b
-    out = rmsnorm(layer, [s, w], rt)
-    return None if out is None else [s, out[0]]
+    a, b = cupy.ascontiguousarray(a), cupy.ascontiguousarray(b)
+    s, y = cupy.empty_like(a), cupy.empty_like(a)
+    cols = a.shape[-1]
+    rows = a.size // max(cols, 1)
+    if rows:
+        _fn("add_rmsnorm", a.dtype)((rows,), (_row_threads(cols),),
+                                    (a, b, cupy.ascontiguousarray(w), s, y, np.int32(cols),
+                                     np.float32(layer.attr("epsilon", 1e-5))))
+    return [s, y]
 
 
 def softmax_rows(x, *, scale: float = 1.0, causal: bool = False, s_q: int = 1,
@@ -151,7 +164,51 @@ def silu_mul(layer, inputs, rt) -> list | None:
     a, b = inputs
     if _type_of(a.dtype) is None or a.dtype != b.dtype or a.shape != b.shape:
         return None
-    return [_elementwise("silu_mul", [cupy.ascontiguousarray(a), cupy.ascontiguousarray(b)])]
+    per = 16 // a.itemsize
+    rows_a, rows_b = _row_stride(a), _row_stride(b)
+    if (a.size and a.shape[-1] % per == 0 and rows_a is not None and rows_b is not None
+            and rows_a % per == 0 and rows_b % per == 0
+            and a.data.ptr % 16 == 0 and b.data.ptr % 16 == 0):
+        # 16-byte vectors straight from the merged GEMM's halves: no copies, and scalar
+        # 2-byte accesses reached only ~1.5 TB/s on H100 at 8x2048.
+        y = cupy.empty(a.shape, dtype=a.dtype)
+        n = a.size // per
+        blocks = int(min(65535, (n + _THREADS - 1) // _THREADS))
+        _fn("silu_mul8", a.dtype)((blocks,), (_THREADS,),
+                                  (a, b, y, np.int64(a.shape[-1] // per),
+                                   np.int64(rows_a // per), np.int64(rows_b // per),
+                                   np.int64(n)))
+        return [y]
+    a, b = cupy.ascontiguousarray(a), cupy.ascontiguousarray(b)
+    return [_elementwise("silu_mul", [a, b])]
+
+
+def _row_stride(x) -> int | None:
+    """Elements between rows when ``x`` is a (rows, last dim) matrix in memory: last dim
+    contiguous, leading dims collapsing into one stride, rows not overlapping; else None."""
+    if x.ndim == 0 or (x.shape[-1] > 1 and x.strides[-1] != x.itemsize):
+        return None
+    lead = [(n, s) for n, s in zip(x.shape[:-1], x.strides[:-1], strict=True) if n > 1]
+    if not lead:
+        return x.shape[-1]
+    for (_, outer), (n, inner) in zip(lead, lead[1:], strict=False):
+        if outer != inner * n:
+            return None
+    step = lead[-1][1]
+    if step % x.itemsize or step < x.shape[-1] * x.itemsize:
+        return None
+    return step // x.itemsize
+
+
+def transpose(layer, inputs, rt) -> list | None:
+    """Transpose as a view: its readers take strided input (the generic op copies)."""
+    x = inputs[0]
+    perm = layer.attr("perm", None)
+    perm = tuple(range(x.ndim))[::-1] if perm is None else tuple(int(p) % max(x.ndim, 1)
+                                                                  for p in perm)
+    if sorted(perm) != list(range(x.ndim)):
+        return None
+    return [x.transpose(perm)]
 
 
 def rope_half(layer, inputs, rt) -> list | None:
@@ -184,10 +241,13 @@ def attention(layer, inputs, rt, path: str | None = None) -> list | None:
     """dist_rt::Attention without a mask input (causal or not), GQA by head mapping.
 
     ``path`` forces one implementation (a tactic, see :mod:`dist_rt.runtime.cuda.tactics`):
-    ``"flash"`` (the flash-style kernel at any query length; needs D <= 128), ``"chunks"``
-    (causal S == Skv by query chunks) or ``"cublas"`` (cuBLAS + in-place softmax per batch
-    item). None picks by query length, as below. A forced path that does not fit the call
-    falls through to the next that does, so the result is always computed.
+    ``"tc"`` (the tensor-core flash kernel at any query length, :mod:`.flash`),
+    ``"flash"`` (the CUDA-core flash-style kernel at any query length; needs D <= 128),
+    ``"chunks"`` (causal S == Skv by query chunks) or ``"cublas"`` (cuBLAS + in-place
+    softmax per batch item). None picks by query length: the CUDA-core kernel up to
+    :data:`DECODE_MAX_QUERIES` queries, the tensor-core kernel above, then the cuBLAS paths
+    for what it does not cover. A forced path that does not fit the call falls through to
+    the default choice, so the result is always computed.
 
     Returns Y (B, Hq, S, D) as a transposed view of a (B, S, Hq, D) buffer, so the exporter's
     following ``Transpose(0, 2, 1, 3) -> Reshape`` costs no copy; with
@@ -212,8 +272,13 @@ def attention(layer, inputs, rt, path: str | None = None) -> list | None:
     scale = layer.attr("scale", None)
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     causal = int(layer.attr("causal", 0))
-    flash = s <= DECODE_MAX_QUERIES if path is None else path == "flash"
-    if flash and d <= MAX_HEAD_DIM:
+    if path == "tc" or (path is None and s > DECODE_MAX_QUERIES):
+        y = flash.flash_attention(q, k, v, scale, bool(causal))
+        if y is not None:
+            return [y if bshd else y.transpose(0, 2, 1, 3)]
+        path = None  # not covered (dtype, head dim, GPU): the default choice below
+    decode = s <= DECODE_MAX_QUERIES if path is None else path == "flash"
+    if decode and d <= MAX_HEAD_DIM:
         q, k, v = (x if x.strides[-1] == x.itemsize else cupy.ascontiguousarray(x)
                    for x in (q, k, v))
         y = cupy.empty((b, s, hq, d), dtype=q.dtype)
@@ -386,7 +451,9 @@ REGISTRY: dict[tuple[str, str], Callable[..., list | None]] = {
     ("dist_rt", "RotaryHalf"): rope_half,
     ("", "MatMul"): matmul,
     ("", "Split"): split,
+    ("", "Transpose"): transpose,
     ("", "Gather"): gather,
+    ("dist_rt", "WeightOnlyMatMul"): w8.weight_only_matmul,
 }
 
 

@@ -8,10 +8,13 @@ its inputs into float32, computes and accumulates in float32, and rounds once on
 Kernels (each templated on the storage type T in {float, h16, b16}):
 
 * ``rmsnorm<T>``: one block per row; ``y = x * rsqrt(mean(x^2) + eps) * w``.
+* ``add_rmsnorm<T>``: ``s = a + b`` (stored, rounded to T) and ``y = rmsnorm(s) * w`` in one
+  launch.
 * ``softmax<T>``: one block per row, in place allowed; optional scale and end-aligned
   causal frontier (row ``r`` of a (G*S)-row group is query ``r % S``; key ``j`` is kept iff
   ``j <= r % S + offset``); rows with no key give zeros.
-* ``silu<T>`` / ``silu_mul<T>``: elementwise ``a * sigmoid(a) (* b)``.
+* ``silu<T>`` / ``silu_mul<T>``: elementwise ``a * sigmoid(a) (* b)``; ``silu_mul8<T>``
+  the same on 16-byte vectors of row-strided (rows, cols) operands.
 * ``rope_half<T>``: ``x * cos + rotate_half(x) * sin`` for a strided (B, H, S, D) x and
   (S, D) tables, written contiguous.
 * ``attention_decode<T>``: flash-style attention for short queries: a block holds one kv
@@ -79,6 +82,24 @@ __global__ void rmsnorm(const T* x, const T* w, T* y, int cols, float eps) {
         st(yr + c, ld(xr + c) * inv * ld(w + c));
 }
 
+// s = a + b (rounded to T, as the unfused Add stores it), y = rmsnorm(s) * w: one pass over
+// a and b, one block per row.
+template <typename T>
+__global__ void add_rmsnorm(const T* a, const T* b, const T* w, T* s, T* y, int cols,
+                            float eps) {
+    __shared__ float scratch[32];
+    long long off = (long long)blockIdx.x * cols;
+    float ss = 0.f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+        st(s + off + c, ld(a + off + c) + ld(b + off + c));
+        float v = ld(s + off + c);  // this thread's own store: the rounded sum
+        ss += v * v;
+    }
+    float inv = rsqrtf(block_reduce<false>(ss, scratch) / cols + eps);
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+        st(y + off + c, ld(s + off + c) * inv * ld(w + c));
+}
+
 template <typename T>
 __global__ void softmax(const T* x, T* y, int cols, float scale, int causal, int s_q,
                         int offset) {
@@ -113,6 +134,30 @@ __global__ void silu_mul(const T* a, const T* b, T* y, long long n) {
          i += (long long)gridDim.x * blockDim.x) {
         float v = ld(a + i);
         st(y + i, v / (1.f + __expf(-v)) * ld(b + i));
+    }
+}
+
+// silu_mul over 16-byte vectors of (rows, cols) operands with row strides lda/ldb (in
+// vectors; a merged gate/up GEMM's halves are such views); y is contiguous. All 16-byte
+// aligned, cols a multiple of the vector.
+template <typename T>
+__global__ void silu_mul8(const T* a, const T* b, T* y, long long cols8, long long lda8,
+                          long long ldb8, long long n8) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n8;
+         i += (long long)gridDim.x * blockDim.x) {
+        long long r = i / cols8, c = i - r * cols8;
+        uint4 va = reinterpret_cast<const uint4*>(a)[r * lda8 + c];
+        uint4 vb = reinterpret_cast<const uint4*>(b)[r * ldb8 + c];
+        uint4 vy;
+        const T* pa = reinterpret_cast<const T*>(&va);
+        const T* pb = reinterpret_cast<const T*>(&vb);
+        T* py = reinterpret_cast<T*>(&vy);
+#pragma unroll
+        for (int j = 0; j < 16 / (int)sizeof(T); ++j) {
+            float v = ld(pa + j);
+            st(py + j, v / (1.f + __expf(-v)) * ld(pb + j));
+        }
+        reinterpret_cast<uint4*>(y)[i] = vy;
     }
 }
 
@@ -174,11 +219,13 @@ __global__ void attention_decode(const T* q, const T* k, const T* v, T* y,
     const T* vb = v + b * vsb + hk * vsh;
     for (int j0 = 0; j0 < blk_end; j0 += TK) {
         __syncthreads();
-        for (int e = threadIdx.x; e < TK * D; e += blockDim.x) {
+        // Stage only the keys some item of the block can see: rows past blk_end are never
+        // scored (their p is 0 and skipped), and a short decode cache is one or two rows.
+        int rows = min(TK, blk_end - j0);
+        for (int e = threadIdx.x; e < rows * D; e += blockDim.x) {
             int j = e / D, d = e % D;
-            bool ok = j0 + j < Skv;
-            ks[j][d] = ok ? ld(kb + (long long)(j0 + j) * kss + d) : 0.f;
-            vs[j][d] = ok ? ld(vb + (long long)(j0 + j) * vss + d) : 0.f;
+            ks[j][d] = ld(kb + (long long)(j0 + j) * kss + d);
+            vs[j][d] = ld(vb + (long long)(j0 + j) * vss + d);
         }
         __syncthreads();
         if (!active || j0 >= my_end) continue;
@@ -213,7 +260,8 @@ __global__ void attention_decode(const T* q, const T* k, const T* v, T* y,
 """
 
 #: Kernel templates, instantiated for each storage type.
-TEMPLATES = ("rmsnorm", "softmax", "silu", "silu_mul", "rope_half", "attention_decode")
+TEMPLATES = ("rmsnorm", "add_rmsnorm", "softmax", "silu", "silu_mul", "silu_mul8", "rope_half",
+             "attention_decode")
 #: Storage type name in the source per NumPy dtype name.
 TYPES = {"float32": "float", "float16": "h16", "bfloat16": "b16"}
 #: Largest head dim of ``attention_decode`` (its shared-memory tile width).
