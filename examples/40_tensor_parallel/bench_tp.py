@@ -366,6 +366,7 @@ def sub_communicator(job: Job, n: int) -> Iterator[Any]:
                 info = RankInfo(job.rank, n, job.info.local_rank, job.info.local_size,
                                 job.info.source)
                 comm = NcclCommunicator(info=info, side=side)
+                job.log(f"N={n}: small all-reduces: {getattr(comm, 'nvlink_status', 'NCCL')}")
         yield comm
     finally:
         if comm is not None:
