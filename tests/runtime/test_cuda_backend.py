@@ -118,12 +118,13 @@ class TestKernels:
         np.testing.assert_allclose(cp.asnumpy(y).astype(np.float32), ref, atol=TOL[dt] * 4,
                                    rtol=TOL[dt])
 
-    def test_add_rmsnorm(self, cp, backend, dt):
+    @pytest.mark.parametrize("cols", [2050, 4096, 72])  # scalar, 16-byte vector paths
+    def test_add_rmsnorm(self, cp, backend, dt, cols):
         from dist_rt.runtime.cuda import kernels
 
         rng = np.random.default_rng(7)
-        a, b = (rng.standard_normal((2, 3, 2050)).astype(_dtype(dt)) for _ in range(2))
-        w = rng.standard_normal(2050).astype(_dtype(dt))
+        a, b = (rng.standard_normal((2, 3, cols)).astype(_dtype(dt)) for _ in range(2))
+        w = rng.standard_normal(cols).astype(_dtype(dt))
         s_ref = (a + b).astype(np.float32)  # rounded to the input dtype, as Add stores it
         ref = s_ref / np.sqrt((s_ref * s_ref).mean(-1, keepdims=True) + 1e-6) * w.astype(
             np.float32)
@@ -172,14 +173,15 @@ class TestKernels:
                                    af / (1 + np.exp(-af)) * bf, atol=TOL[dt] * 10,
                                    rtol=TOL[dt])
 
-    def test_rope_half(self, cp, backend, dt):
+    @pytest.mark.parametrize("d", [16, 128, 12])  # 16-byte vector paths; 12: scalar path
+    def test_rope_half(self, cp, backend, dt, d):
         from dist_rt.runtime.cuda import kernels
 
         rng = np.random.default_rng(4)
-        x_bshd = rng.standard_normal((2, 9, 3, 16)).astype(_dtype(dt))
-        cos, sin = (rng.standard_normal((1, 1, 9, 16)).astype(_dtype(dt)) for _ in range(2))
+        x_bshd = rng.standard_normal((2, 9, 3, d)).astype(_dtype(dt))
+        cos, sin = (rng.standard_normal((1, 1, 9, d)).astype(_dtype(dt)) for _ in range(2))
         xf = x_bshd.transpose(0, 2, 1, 3).astype(np.float32)
-        rot = np.concatenate([-xf[..., 8:], xf[..., :8]], axis=-1)
+        rot = np.concatenate([-xf[..., d // 2:], xf[..., :d // 2]], axis=-1)
         ref = xf * cos.astype(np.float32) + rot * sin.astype(np.float32)
         (y,) = kernels.rope_half(_Layer("RotaryHalf", "dist_rt"),
                                  [cp.asarray(x_bshd).transpose(0, 2, 1, 3), cp.asarray(cos),

@@ -9,14 +9,15 @@ Kernels (each templated on the storage type T in {float, h16, b16}):
 
 * ``rmsnorm<T>``: one block per row; ``y = x * rsqrt(mean(x^2) + eps) * w``.
 * ``add_rmsnorm<T>``: ``s = a + b`` (stored, rounded to T) and ``y = rmsnorm(s) * w`` in one
-  launch.
+  launch; ``add_rmsnorm_vec<T>`` the same with 16-byte vectors and the row in registers.
 * ``softmax<T>``: one block per row, in place allowed; optional scale and end-aligned
   causal frontier (row ``r`` of a (G*S)-row group is query ``r % S``; key ``j`` is kept iff
   ``j <= r % S + offset``); rows with no key give zeros.
 * ``silu<T>`` / ``silu_mul<T>``: elementwise ``a * sigmoid(a) (* b)``; ``silu_mul8<T>``
   the same on 16-byte vectors of row-strided (rows, cols) operands.
 * ``rope_half<T>``: ``x * cos + rotate_half(x) * sin`` for a strided (B, H, S, D) x and
-  (S, D) tables, written contiguous.
+  (S, D) tables, written contiguous; ``rope_half_vec<T>`` the same on 16-byte vectors (a
+  thread handles matching vectors of both halves).
 * ``attention_decode<T>``: flash-style attention for short queries: a block holds one kv
   head and ``NW`` (query, group-head) items, one warp each; 32-key tiles of K and V are
   staged in shared memory as float32, each lane scores one key, and the warp keeps the
@@ -98,6 +99,46 @@ __global__ void add_rmsnorm(const T* a, const T* b, const T* w, T* s, T* y, int 
     float inv = rsqrtf(block_reduce<false>(ss, scratch) / cols + eps);
     for (int c = threadIdx.x; c < cols; c += blockDim.x)
         st(y + off + c, ld(s + off + c) * inv * ld(w + c));
+}
+
+// add_rmsnorm on 16-byte vectors: one thread per VEC = 16 / sizeof(T) columns, the whole
+// row in registers (cols % VEC == 0, cols / VEC <= blockDim.x <= 1024, rows 16-byte
+// aligned), so a, b, w are read once and s, y written once.
+template <typename T>
+__global__ void add_rmsnorm_vec(const T* a, const T* b, const T* w, T* s, T* y, int cols,
+                                float eps) {
+    constexpr int VEC = 16 / sizeof(T);
+    __shared__ float scratch[32];
+    long long off = (long long)blockIdx.x * cols;
+    int c = threadIdx.x * VEC;
+    bool on = c < cols;
+    float v[VEC];
+    float ss = 0.f;
+    if (on) {
+        uint4 va = *reinterpret_cast<const uint4*>(a + off + c);
+        uint4 vb = *reinterpret_cast<const uint4*>(b + off + c);
+        uint4 vs;
+        const T* pa = reinterpret_cast<const T*>(&va);
+        const T* pb = reinterpret_cast<const T*>(&vb);
+        T* ps = reinterpret_cast<T*>(&vs);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+            st(ps + j, ld(pa + j) + ld(pb + j));
+            v[j] = ld(ps + j);  // the rounded sum, as the unfused Add stores it
+            ss += v[j] * v[j];
+        }
+        *reinterpret_cast<uint4*>(s + off + c) = vs;
+    }
+    float inv = rsqrtf(block_reduce<false>(ss, scratch) / cols + eps);
+    if (on) {
+        uint4 vw = *reinterpret_cast<const uint4*>(w + c);
+        uint4 vy;
+        const T* pw = reinterpret_cast<const T*>(&vw);
+        T* py = reinterpret_cast<T*>(&vy);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) st(py + j, v[j] * inv * ld(pw + j));
+        *reinterpret_cast<uint4*>(y + off + c) = vy;
+    }
 }
 
 template <typename T>
@@ -182,6 +223,48 @@ __global__ void rope_half(const T* x, const T* c, const T* sn, T* y, int H, int 
     }
 }
 
+// rope_half on 16-byte vectors: item i covers VEC columns d0 of the first half and the same
+// columns d0 + D/2 of the second half of one (b, h, s) row. (D/2) % VEC == 0, x strides
+// and every pointer 16-byte aligned; cos/sin (S, D) and y (B, H, S, D) contiguous.
+template <typename T>
+__global__ void rope_half_vec(const T* x, const T* c, const T* sn, T* y, int H, int S, int D,
+                              long long xb, long long xh, long long xs, long long items) {
+    constexpr int VEC = 16 / sizeof(T);
+    int half = D >> 1, per_row = half / VEC;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < items;
+         i += (long long)gridDim.x * blockDim.x) {
+        int d0 = (int)(i % per_row) * VEC;
+        long long r = i / per_row;
+        int si = (int)(r % S);
+        long long r2 = r / S;
+        int h = (int)(r2 % H);
+        long long b = r2 / H;
+        const T* xr = x + b * xb + h * xh + si * xs;
+        const T* cr = c + (long long)si * D;
+        const T* sr = sn + (long long)si * D;
+        T* yr = y + r * D;
+        uint4 x1 = *reinterpret_cast<const uint4*>(xr + d0);
+        uint4 x2 = *reinterpret_cast<const uint4*>(xr + d0 + half);
+        uint4 c1 = *reinterpret_cast<const uint4*>(cr + d0);
+        uint4 c2 = *reinterpret_cast<const uint4*>(cr + d0 + half);
+        uint4 s1 = *reinterpret_cast<const uint4*>(sr + d0);
+        uint4 s2 = *reinterpret_cast<const uint4*>(sr + d0 + half);
+        uint4 y1, y2;
+        const T *px1 = reinterpret_cast<const T*>(&x1), *px2 = reinterpret_cast<const T*>(&x2);
+        const T *pc1 = reinterpret_cast<const T*>(&c1), *pc2 = reinterpret_cast<const T*>(&c2);
+        const T *ps1 = reinterpret_cast<const T*>(&s1), *ps2 = reinterpret_cast<const T*>(&s2);
+        T *py1 = reinterpret_cast<T*>(&y1), *py2 = reinterpret_cast<T*>(&y2);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+            float a = ld(px1 + j), bq = ld(px2 + j);
+            st(py1 + j, a * ld(pc1 + j) - bq * ld(ps1 + j));
+            st(py2 + j, bq * ld(pc2 + j) + a * ld(ps2 + j));
+        }
+        *reinterpret_cast<uint4*>(yr + d0) = y1;
+        *reinterpret_cast<uint4*>(yr + d0 + half) = y2;
+    }
+}
+
 // q (B, Hq, S, D), k/v (B, Hkv, Skv, D): element strides given for dims b, h, s (d is
 // contiguous). y is written as (B, S, Hq, D) contiguous. Grid (ceil(S*G/NW), Hkv, B).
 #define NW 8
@@ -260,8 +343,8 @@ __global__ void attention_decode(const T* q, const T* k, const T* v, T* y,
 """
 
 #: Kernel templates, instantiated for each storage type.
-TEMPLATES = ("rmsnorm", "add_rmsnorm", "softmax", "silu", "silu_mul", "silu_mul8", "rope_half",
-             "attention_decode")
+TEMPLATES = ("rmsnorm", "add_rmsnorm", "add_rmsnorm_vec", "softmax", "silu", "silu_mul",
+             "silu_mul8", "rope_half", "rope_half_vec", "attention_decode")
 #: Storage type name in the source per NumPy dtype name.
 TYPES = {"float32": "float", "float16": "h16", "bfloat16": "b16"}
 #: Largest head dim of ``attention_decode`` (its shared-memory tile width).
