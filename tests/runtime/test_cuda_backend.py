@@ -144,6 +144,13 @@ class TestKernels:
         (z,) = kernels.transpose(_Layer("Transpose"), [x], None)  # default: reversed axes
         assert z.shape == (5, 4, 3, 2)
 
+    def test_rows_of_one_column(self, cp, backend, dt):
+        from dist_rt.runtime.cuda import kernels
+
+        x = cp.asarray(np.full((3, 4, 1), 2.0, dtype=_dtype(dt)))
+        (y,) = kernels.softmax(_Layer("Softmax", opset=13, axis=-1), [x], None)
+        np.testing.assert_array_equal(cp.asnumpy(y).astype(np.float32), 1.0)
+
     def test_softmax(self, cp, backend, dt):
         from dist_rt.runtime.cuda import kernels
 

@@ -80,7 +80,12 @@ def _fn(template: str, dtype: Any) -> Any:
 
 
 def _row_threads(cols: int) -> int:
-    return int(min(1024, max(32, 1 << math.ceil(math.log2(max(cols, 1)) - 2))))
+    """Threads for one row of ``cols`` (about 4 columns each, 32..1024).
+
+    Rows of fewer than 4 columns (a softmax over one key) once gave ``1 << -2``: CuPy's
+    "negative shift count" in the unfused attention graphs at one token.
+    """
+    return int(min(1024, max(32, 1 << max(0, math.ceil(math.log2(max(cols, 1))) - 2))))
 
 
 def rmsnorm(layer, inputs, rt) -> list | None:
