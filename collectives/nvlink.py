@@ -89,6 +89,7 @@ from typing import Any
 
 import numpy as np
 
+from collectives import _nvlink_source
 from dist_rt.errors import CommunicatorError, LaunchError
 
 #: Largest world the kernel takes (one pointer argument per rank).
@@ -238,176 +239,8 @@ def launch_shape(count: int, itemsize: int, max_blocks: int) -> tuple[int, int]:
     return blocks, min(THREADS, _round_up(max(per_block, 32), 32))
 
 
-# -- CUDA --------------------------------------------------------------------------------------
+# -- CUDA (kernel source: collectives/_nvlink_source.py) ----------------------------------------
 
-SOURCE = r"""
-typedef unsigned long long u64;
-struct h16 { unsigned short x; };
-struct b16 { unsigned short x; };
-union Vec { uint4 v; unsigned int w[4]; unsigned short h[8]; };
-
-__device__ __forceinline__ float f16_to_f32(unsigned short h) {
-    float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f;
-}
-__device__ __forceinline__ unsigned short f32_to_f16(float f) {
-    unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h;
-}
-__device__ __forceinline__ float b16_to_f32(unsigned short b) {
-    return __uint_as_float(((unsigned int)b) << 16);
-}
-__device__ __forceinline__ unsigned short f32_to_b16(float f) {
-    unsigned int u = __float_as_uint(f);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) return 0x7fc0;  // NaN stays NaN
-    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
-    return (unsigned short)(u >> 16);
-}
-
-// Lanes of one 16-byte vector per storage type: N elements, as float.
-template <typename T> struct Lanes;
-template <> struct Lanes<float> {
-    enum { N = 4 };
-    __device__ static float get(const Vec& r, int i) { return __uint_as_float(r.w[i]); }
-    __device__ static void put(Vec& r, int i, float f) { r.w[i] = __float_as_uint(f); }
-    __device__ static void load(Vec& r, int i, u64 p, long long k) {
-        r.w[i] = ((const unsigned int*)p)[k];
-    }
-    __device__ static void store(const Vec& r, int i, u64 p, long long k) {
-        ((unsigned int*)p)[k] = r.w[i];
-    }
-};
-template <> struct Lanes<h16> {
-    enum { N = 8 };
-    __device__ static float get(const Vec& r, int i) { return f16_to_f32(r.h[i]); }
-    __device__ static void put(Vec& r, int i, float f) { r.h[i] = f32_to_f16(f); }
-    __device__ static void load(Vec& r, int i, u64 p, long long k) {
-        r.h[i] = ((const unsigned short*)p)[k];
-    }
-    __device__ static void store(const Vec& r, int i, u64 p, long long k) {
-        ((unsigned short*)p)[k] = r.h[i];
-    }
-};
-template <> struct Lanes<b16> {
-    enum { N = 8 };
-    __device__ static float get(const Vec& r, int i) { return b16_to_f32(r.h[i]); }
-    __device__ static void put(Vec& r, int i, float f) { r.h[i] = f32_to_b16(f); }
-    __device__ static void load(Vec& r, int i, u64 p, long long k) {
-        r.h[i] = ((const unsigned short*)p)[k];
-    }
-    __device__ static void store(const Vec& r, int i, u64 p, long long k) {
-        ((unsigned short*)p)[k] = r.h[i];
-    }
-};
-
-__device__ __forceinline__ void st_release_sys(u64 addr, u64 v) {
-    asm volatile("st.release.sys.global.u64 [%0], %1;" :: "l"(addr), "l"(v) : "memory");
-}
-__device__ __forceinline__ u64 ld_acquire_sys(u64 addr) {
-    u64 v;
-    asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(addr) : "memory");
-    return v;
-}
-__device__ __forceinline__ long long lmin(long long a, long long b) { return a < b ? a : b; }
-__device__ __forceinline__ u64 now_ns() {
-    u64 t; asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)); return t;
-}
-
-#define MAX_RANKS 8
-
-// One call of the one-shot all-reduce (steps 1-5 of collectives/nvlink.py's docstring).
-// base0..base7: every rank's region as mapped in this process, in rank order (0 past world).
-template <typename T>
-__global__ void __launch_bounds__(512) allreduce_one_shot(
-        u64 in, u64 out, long long n, int in_vec, int out_vec, int rank, int world,
-        int max_blocks, u64 slot_bytes, u64 flags_off, u64 counters_off, u64 timeout_ns,
-        u64 own, u64 base0, u64 base1, u64 base2, u64 base3, u64 base4, u64 base5,
-        u64 base6, u64 base7) {
-    typedef Lanes<T> L;
-    const u64 base[MAX_RANKS] = {base0, base1, base2, base3, base4, base5, base6, base7};
-    const int tid = threadIdx.x, b = blockIdx.x, nb = gridDim.x;
-    u64* counters = (u64*)(own + counters_off);
-    // All counters hold the last epoch (step 5 keeps them equal), so every block of this
-    // call on every rank computes the same epoch and slot.
-    const u64 epoch = counters[b] + 1ull;
-    const u64 slot = (epoch & 1ull) * slot_bytes;
-    const long long nvec = (n + L::N - 1) / L::N;
-    const long long per = (nvec + nb - 1) / nb;
-    const long long v0 = lmin(nvec, (long long)b * per), v1 = lmin(nvec, v0 + per);
-
-    // 1. this rank's chunk into its own slot (padding lanes of the last vector are zeros)
-    uint4* mine = (uint4*)(own + slot);
-    for (long long v = v0 + tid; v < v1; v += blockDim.x) {
-        Vec r;
-        if (in_vec && (v + 1) * L::N <= n) {
-            r.v = ((const uint4*)in)[v];
-        } else {
-            r.v.x = r.v.y = r.v.z = r.v.w = 0u;
-#pragma unroll
-            for (int i = 0; i < L::N; ++i)
-                if (v * L::N + i < n) L::load(r, i, in, v * L::N + i);
-        }
-        mine[v] = r.v;
-    }
-    __syncthreads();
-
-    // 2. tell every rank p that chunk b of epoch `epoch` is in our slot: thread p writes
-    // our row of p's flags. The release orders the block's copies (made visible to this
-    // thread by the barrier) before the flag.
-    if (tid < world) {
-        u64 peer = 0;
-#pragma unroll
-        for (int p = 0; p < MAX_RANKS; ++p)
-            if (p == tid) peer = base[p];
-        st_release_sys(peer + flags_off + 8ull * ((u64)rank * max_blocks + b), epoch);
-    }
-    // 3. thread p waits for rank p's chunk b. ">=": a peer may already be one epoch ahead
-    // (it finished this one), never more (module docstring).
-    if (tid < world) {
-        const u64 flag = own + flags_off + 8ull * ((u64)tid * max_blocks + b);
-        u64 t0 = 0;
-        while (ld_acquire_sys(flag) < epoch) {
-            if (timeout_ns) {
-                u64 t = now_ns();
-                if (t0 == 0) t0 = t;
-                else if (t - t0 > timeout_ns) __trap();  // a dead peer: CUDA error, not a hang
-            }
-        }
-    }
-    __syncthreads();
-
-    // 4. sum chunk b over ranks in rank order (bit-identical on every rank); -0 + x == x.
-    // All loads are issued before the first add, so their NVLink latencies overlap.
-    for (long long v = v0 + tid; v < v1; v += blockDim.x) {
-        Vec r[MAX_RANKS];
-#pragma unroll
-        for (int p = 0; p < MAX_RANKS; ++p)
-            if (p < world) r[p].v = ((const uint4*)(base[p] + slot))[v];
-        float acc[L::N];
-#pragma unroll
-        for (int i = 0; i < L::N; ++i) acc[i] = -0.f;
-#pragma unroll
-        for (int p = 0; p < MAX_RANKS; ++p) {
-            if (p < world) {
-#pragma unroll
-                for (int i = 0; i < L::N; ++i) acc[i] += L::get(r[p], i);
-            }
-        }
-        Vec o;
-#pragma unroll
-        for (int i = 0; i < L::N; ++i) L::put(o, i, acc[i]);
-        if (out_vec && (v + 1) * L::N <= n) {
-            ((uint4*)out)[v] = o.v;
-        } else {
-#pragma unroll
-            for (int i = 0; i < L::N; ++i)
-                if (v * L::N + i < n) L::store(o, i, out, v * L::N + i);
-        }
-    }
-
-    // 5. the epoch of this call, also for the blocks this call did not launch
-    if (tid == 0)
-        for (int j = b; j < max_blocks; j += nb) counters[j] = epoch;
-}
-"""
 
 _MODULE: Any = None
 
@@ -423,7 +256,8 @@ def _kernels(cp: Any) -> dict[str, Any]:
     global _MODULE
     if _MODULE is None:
         names = [f"allreduce_one_shot<{t}>" for t in TYPES.values()]
-        _MODULE = cp.RawModule(code=SOURCE, options=("--std=c++14",), name_expressions=names)
+        _MODULE = cp.RawModule(code=_nvlink_source.SOURCE, options=("--std=c++14",),
+                               name_expressions=names)
     return {d: _MODULE.get_function(f"allreduce_one_shot<{t}>") for d, t in TYPES.items()}
 
 
