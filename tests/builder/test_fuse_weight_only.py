@@ -264,11 +264,13 @@ class TestMerge:
                                    atol=1e-4)
 
 
+@pytest.fixture(scope="module")
+def quantized():
+    cfg = LlamaConfig(hidden=256, layers=2, heads=4, kv_heads=2, mlp=512, vocab=1000)
+    return cfg, quantize_matmul_weights(make_llama(cfg))
+
+
 class TestLlama:
-    @pytest.fixture(scope="class")
-    def quantized(self):
-        cfg = LlamaConfig(hidden=256, layers=2, heads=4, kv_heads=2, mlp=512, vocab=1000)
-        return cfg, quantize_matmul_weights(make_llama(cfg))
 
     @pytest.mark.parametrize("precision, tol", [("fp32", 1e-4), ("fp16", 2e-2)])
     def test_logits_match_onnxruntime(self, quantized, fuse_on_cpu, precision, tol):
