@@ -48,3 +48,13 @@ class TestTpBench:
                        check=False)
         assert proc.returncode != 0
         assert "each N must be in [1, 2]" in proc.stderr
+
+
+@pytest.mark.multigpu
+def test_profile_tp_two_gpus(tmp_path):
+    """profile_tp.py builds the TP engine on 2 GPUs and prints rank 0's kernel table."""
+    proc = run_mpi(2, [os.path.join("examples", "40_tensor_parallel", "profile_tp.py"),
+                       *TINY[:-2], "--dtype", "float16", "--shapes", "1x1", "--iters", "3",
+                       "--warmup", "1", "--workdir", str(tmp_path / "model")],
+                   timeout=180, env={"NCCL_NVLS_ENABLE": "0"})
+    assert "== N=2 1x1: wall" in proc.stdout and "kernels/step" in proc.stdout
