@@ -27,12 +27,9 @@ from __future__ import annotations
 import numpy as np
 
 from dist_rt.builder.passes import BuildState
-from dist_rt.builder.passes.fuse_util import Matcher, fused_from, take_name
+from dist_rt.builder.passes.fuse_util import Matcher, fused_from, split_columns
 from dist_rt.builder.refit import record_concat
 from dist_rt.network import Layer, Network, Tensor
-
-#: Split takes its sizes as an input from this opset on (an attribute before).
-_SPLIT_INPUT_OPSET = 13
 
 
 def _weight(m: Matcher, layer: Layer) -> Tensor | None:
@@ -68,19 +65,7 @@ def _merge(network: Network, group: list[Layer]) -> None:
     mm = network.add_layer("MatMul", [x, w_cat],
                            name=network.unique_name(f"{first.name}.merged"))
     mm.metadata["fused_from"] = fused_from(group)
-    outs = [lay.outputs[0] for lay in group]
-    names = [take_name(network, t) for t in outs]
-    split_in, attrs = [mm.outputs[0]], {"axis": -1}
-    if network.opset >= _SPLIT_INPUT_OPSET:
-        split_in.append(network.add_constant(network.unique_name(f"{mm.name}.split"),
-                                             np.asarray(sizes, dtype=np.int64)))
-    else:
-        attrs["split"] = sizes
-    split = network.add_layer("Split", split_in, attrs,
-                              name=network.unique_name(f"{first.name}.split"), outputs=names)
-    split.metadata["fused_from"] = fused_from(group)
-    for old, new in zip(outs, split.outputs, strict=True):
-        network.replace_uses(old, new)
+    split_columns(network, mm, group, sizes)
 
 
 def run(network: Network, state: BuildState) -> str:

@@ -137,6 +137,43 @@ def add_fused(network: Network, op_type: str, inputs: Sequence[Tensor], attrs: d
     return new
 
 
+#: Split takes its sizes as an input from this opset on (an attribute before).
+SPLIT_INPUT_OPSET = 13
+
+
+def split_columns(network: Network, merged: Layer, group: Sequence[Layer],
+                  sizes: Sequence[int]) -> Layer:
+    """Give ``group``'s outputs back as a last-axis Split of ``merged``'s output.
+
+    The parallel-projection merges (one GEMM on concatenated weight columns) end this way:
+    the Split's outputs take the old names and every reader moves to them.
+
+    Args:
+        network: Edited in place.
+        merged: The layer computing every member's columns, in group order.
+        group: The replaced layers (their first outputs are split back out).
+        sizes: Columns of each member.
+
+    Returns:
+        The Split layer.
+    """
+    first = group[0]
+    split_in, attrs = [merged.outputs[0]], {"axis": -1}
+    if network.opset >= SPLIT_INPUT_OPSET:
+        split_in.append(network.add_constant(network.unique_name(f"{merged.name}.split"),
+                                             np.asarray(sizes, dtype=np.int64)))
+    else:
+        attrs["split"] = list(sizes)
+    outs = [lay.outputs[0] for lay in group]
+    names = [take_name(network, t) for t in outs]
+    split = network.add_layer("Split", split_in, attrs,
+                              name=network.unique_name(f"{first.name}.split"), outputs=names)
+    split.metadata["fused_from"] = fused_from(group)
+    for old, new in zip(outs, split.outputs, strict=True):
+        network.replace_uses(old, new)
+    return split
+
+
 def prune_fused(network: Network, fused: int) -> None:
     """Drop the pattern layers left dead by ``fused`` fusions (nothing when none)."""
     if fused:

@@ -51,15 +51,13 @@ from dist_rt.builder.passes.fuse_util import (
     anchors,
     fused_from,
     prune_fused,
-    take_name,
+    split_columns,
 )
 from dist_rt.builder.refit import FOLDED_WEIGHTS, record_concat
 from dist_rt.network import Layer, Network, Tensor
 from dist_rt.ops.weight_only_matmul import WEIGHT_DTYPES
 
 F32 = np.dtype(np.float32)
-#: Split takes its sizes as an input from this opset on (an attribute before).
-_SPLIT_INPUT_OPSET = 13
 
 
 def _on_cuda(state: BuildState) -> bool:
@@ -242,19 +240,7 @@ def _merge(network: Network, group: list[Layer]) -> None:
                             name=network.unique_name(f"{first.name}.merged"))
     woq.metadata["fused_from"] = [n for lay in group
                                   for n in lay.metadata.get("fused_from", [lay.name])]
-    split_in, attrs = [woq.outputs[0]], {"axis": -1}
-    if network.opset >= _SPLIT_INPUT_OPSET:
-        split_in.append(network.add_constant(network.unique_name(f"{woq.name}.split"),
-                                             np.asarray(sizes, dtype=np.int64)))
-    else:
-        attrs["split"] = sizes
-    outs = [lay.outputs[0] for lay in group]
-    names = [take_name(network, t) for t in outs]
-    split = network.add_layer("Split", split_in, attrs,
-                              name=network.unique_name(f"{first.name}.split"), outputs=names)
-    split.metadata["fused_from"] = fused_from(group)
-    for old, new in zip(outs, split.outputs, strict=True):
-        network.replace_uses(old, new)
+    split_columns(network, woq, group, sizes)
 
 
 def merge(network: Network, state: BuildState) -> str:
