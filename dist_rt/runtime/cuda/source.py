@@ -27,8 +27,9 @@ Kernels (each templated on the storage type T in {float, h16, b16}):
 
 from __future__ import annotations
 
-SOURCE = r"""
-#define NEG_INF (-__int_as_float(0x7f800000))
+#: 16-bit storage types and their float32 loads/stores, shared by every NVRTC kernel module
+#: of this package (``w8.py`` too): they compile without cuda_fp16.h / cuda_bf16.h.
+PRELUDE = r"""
 struct h16 { unsigned short x; };
 struct b16 { unsigned short x; };
 
@@ -49,6 +50,11 @@ __device__ __forceinline__ void st(b16* p, float v) {
     u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
     p->x = (unsigned short)(u >> 16);
 }
+
+"""
+
+SOURCE = PRELUDE + r"""
+#define NEG_INF (-__int_as_float(0x7f800000))
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -45,31 +45,10 @@ import numpy as np
 
 from dist_rt import dtypes
 from dist_rt.runtime.cuda import cublas
-from dist_rt.runtime.cuda.source import TYPES
+from dist_rt.runtime.cuda.source import PRELUDE, TYPES
 
-SOURCE = r"""
-struct h16 { unsigned short x; };
-struct b16 { unsigned short x; };
+SOURCE = PRELUDE + r"""
 struct __align__(16) vec4 { float x, y, z, w; };  // not float4: no NVRTC header needed
-
-// 16-bit loads/stores as in source.py (no cuda_fp16.h under NVRTC): compute in float32.
-__device__ __forceinline__ float ld(const float* p) { return *p; }
-__device__ __forceinline__ float ld(const h16* p) {
-    float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(p->x)); return f;
-}
-__device__ __forceinline__ float ld(const b16* p) {
-    return __int_as_float(((unsigned int)p->x) << 16);
-}
-__device__ __forceinline__ void st(float* p, float v) { *p = v; }
-__device__ __forceinline__ void st(h16* p, float v) {
-    unsigned short u; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(u) : "f"(v)); p->x = u;
-}
-__device__ __forceinline__ void st(b16* p, float v) {
-    unsigned int u = __float_as_uint(v);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) { p->x = 0x7fc0; return; }
-    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
-    p->x = (unsigned short)(u >> 16);
-}
 
 #define NW 8              // warps per block
 #define UNROLL 4          // weight rows in flight per warp
