@@ -31,6 +31,17 @@ SHAPES = [(1, 1), (1, 128), (8, 2048)]
 TARGET_EAGER, TARGET_COMPILE, TARGET_BOUND = 0.7, 1.0, 1.3
 
 
+def model_config(small: bool):
+    """The benchmark's Llama: ~1B (hidden 2048, 16 layers, 16/4 heads, MLP 5632) or tiny."""
+    from dist_rt.models.llama import LlamaConfig  # noqa: PLC0415
+
+    if small:
+        return LlamaConfig(hidden=256, layers=2, heads=4, kv_heads=2, mlp=512, vocab=1000,
+                           max_seq=2048, dtype="float16")
+    return LlamaConfig(hidden=2048, layers=16, heads=16, kv_heads=4, mlp=5632, vocab=32000,
+                       max_seq=2048, dtype="float16")
+
+
 def median_ms(fn, iters: int, warmup: int, event_cls, sync) -> float:
     """Median of ``iters`` timings (CUDA events on the current stream) after warm-up."""
     for _ in range(warmup):
@@ -83,15 +94,10 @@ def main() -> int:
 
     import dist_rt
     from dist_rt import Builder, BuilderConfig
-    from dist_rt.models.llama import LlamaConfig, make_llama, sample_inputs
+    from dist_rt.models.llama import make_llama, sample_inputs
     from dist_rt.runtime.backends.cuda import graph_pool_bytes
 
-    if args.small:
-        cfg = LlamaConfig(hidden=256, layers=2, heads=4, kv_heads=2, mlp=512, vocab=1000,
-                          max_seq=2048, dtype="float16")
-    else:
-        cfg = LlamaConfig(hidden=2048, layers=16, heads=16, kv_heads=4, mlp=5632, vocab=32000,
-                          max_seq=2048, dtype="float16")
+    cfg = model_config(args.small)
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, "
           f"cupy {cupy.__version__}")
     t0 = time.perf_counter()

@@ -26,7 +26,10 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+
+from bench import model_config  # noqa: E402 - example 20's model
 
 
 def kernel_table(prof, iters: int) -> tuple[float, int, list[tuple[str, int, float]]]:
@@ -63,15 +66,10 @@ def main() -> int:
     import dist_rt
     from dist_rt import Builder, BuilderConfig
     from dist_rt.builder.passes import BuildState, memory_plan
-    from dist_rt.models.llama import LlamaConfig, make_llama, sample_inputs
+    from dist_rt.models.llama import make_llama, sample_inputs
     from dist_rt.runtime.backends.cuda import graph_pool_bytes
 
-    if args.small:
-        cfg = LlamaConfig(hidden=256, layers=2, heads=4, kv_heads=2, mlp=512, vocab=1000,
-                          max_seq=2048, dtype="float16")
-    else:
-        cfg = LlamaConfig(hidden=2048, layers=16, heads=16, kv_heads=4, mlp=5632, vocab=32000,
-                          max_seq=2048, dtype="float16")
+    cfg = model_config(args.small)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     print(f"device: {torch.cuda.get_device_name()}; {cfg}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,24 +25,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "20_llama_vs_pytorch"))
 
-
-def median_ms(fn, iters: int, warmup: int = 3) -> float:
-    """Median CUDA-event time of ``fn`` in ms (CuPy's current stream)."""
-    import cupy  # noqa: PLC0415
-
-    for _ in range(warmup):
-        fn()
-    cupy.cuda.Device().synchronize()
-    times = []
-    for _ in range(iters):
-        start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end))
-    return float(np.median(times))
+from bench import median_ms, model_config  # noqa: E402 - example 20's model and timer
 
 
 def main() -> int:
@@ -61,14 +46,9 @@ def main() -> int:
 
     import dist_rt
     from dist_rt import Builder, BuilderConfig
-    from dist_rt.models.llama import LlamaConfig, make_llama, sample_inputs
+    from dist_rt.models.llama import make_llama, sample_inputs
 
-    if args.small:
-        cfg = LlamaConfig(hidden=256, layers=2, heads=4, kv_heads=2, mlp=512, vocab=1000,
-                          max_seq=2048, dtype="float16")
-    else:
-        cfg = LlamaConfig(hidden=2048, layers=16, heads=16, kv_heads=4, mlp=5632, vocab=32000,
-                          max_seq=2048, dtype="float16")
+    cfg = model_config(args.small)
     shape_of = lambda s: tuple(int(v) for v in s.split("x"))  # noqa: E731
     shapes = [shape_of(s) for s in args.shapes.split(",")]
     levels = [int(v) for v in args.levels.split(",")]
@@ -119,7 +99,8 @@ def main() -> int:
                     ref.setdefault(shape, logits)
                     ms = median_ms(lambda ids=ids, ctx=ctx: ctx.execute({"input_ids": ids},
                                                                         copy_outputs=False),
-                                   args.iters)
+                                   args.iters, 3, cupy.cuda.Event,
+                                   cupy.cuda.Device().synchronize)
                 except Exception as exc:  # noqa: BLE001 - report and go on
                     print(f"  level {level} {shape} failed: {type(exc).__name__}: {exc}")
                     ms, diff = float("nan"), float("nan")
