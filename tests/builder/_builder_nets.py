@@ -63,3 +63,52 @@ def logits(engine, feeds: dict) -> np.ndarray:
     """Execute ``engine`` once on ``feeds``; its ``logits`` output."""
     with engine.create_execution_context() as ctx:
         return ctx.execute(feeds)["logits"]
+
+
+def ort_quantized_mlp(tmp_path, rng: np.random.Generator, d_in: int, d_hidden: int, d_out: int,
+                      *, gemm_last: bool = False, **options):
+    """``x @ W1 + b1 -> Relu -> @ W2`` (``Gemm(transB=1)`` when ``gemm_last``), batch 4,
+    through ``onnxruntime.quantization.quantize_static`` in QDQ format.
+
+    Args:
+        tmp_path: Folder for the float and quantized ONNX files.
+        rng: Draws W1, b1, W2, then four calibration batches.
+        d_in, d_hidden, d_out: Layer widths.
+        gemm_last: Write the last layer as Gemm with a transposed (d_out, d_hidden) weight.
+        options: More ``quantize_static`` keywords (per_channel, weight_type...).
+
+    Returns:
+        (quantized model, calibration feeds).
+    """
+    import onnx  # noqa: PLC0415 - only the quantization tests need these
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+
+    quantization = pytest.importorskip("onnxruntime.quantization")
+    w2_shape = (d_out, d_hidden) if gemm_last else (d_hidden, d_out)
+    inits = [numpy_helper.from_array(rng.standard_normal((d_in, d_hidden)).astype(np.float32),
+                                     "w1"),
+             numpy_helper.from_array(rng.standard_normal(d_hidden).astype(np.float32), "b1"),
+             numpy_helper.from_array(rng.standard_normal(w2_shape).astype(np.float32), "w2")]
+    last = (helper.make_node("Gemm", ["h2", "w2"], ["y"], transB=1) if gemm_last
+            else helper.make_node("MatMul", ["h2", "w2"], ["y"]))
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h0"]),
+             helper.make_node("Add", ["h0", "b1"], ["h1"]),
+             helper.make_node("Relu", ["h1"], ["h2"]), last]
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, d_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, d_out])], inits)
+    src, dst = tmp_path / "mlp.onnx", tmp_path / "mlp.qdq.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                ir_version=8), src)
+    samples = [{"x": rng.standard_normal((4, d_in)).astype(np.float32)} for _ in range(4)]
+
+    class Reader(quantization.CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(samples)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantization.quantize_static(str(src), str(dst), Reader(),
+                                 quant_format=quantization.QuantFormat.QDQ, **options)
+    return onnx.load(dst), samples

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from _builder_nets import ort_quantized_mlp
 from onnx import TensorProto, helper, numpy_helper
 
 import dist_rt
@@ -94,37 +95,6 @@ def _handmade(rng) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def _quantize_static(tmp_path, rng) -> onnx.ModelProto:
-    """onnxruntime.quantization's QDQ form (per channel, int8 weights) of MatMul + Gemm."""
-    quantization = pytest.importorskip("onnxruntime.quantization")
-    inits = [numpy_helper.from_array(rng.standard_normal((384, 448)).astype(np.float32), "w1"),
-             numpy_helper.from_array(rng.standard_normal(448).astype(np.float32), "b1"),
-             numpy_helper.from_array(rng.standard_normal((320, 448)).astype(np.float32), "w2")]
-    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h0"]),
-             helper.make_node("Add", ["h0", "b1"], ["h1"]),
-             helper.make_node("Relu", ["h1"], ["h2"]),
-             helper.make_node("Gemm", ["h2", "w2"], ["y"], transB=1)]
-    graph = helper.make_graph(
-        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 384])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 320])], inits)
-    src, dst = tmp_path / "mlp.onnx", tmp_path / "mlp.qdq.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                                ir_version=8), src)
-    samples = [{"x": rng.standard_normal((4, 384)).astype(np.float32)} for _ in range(4)]
-
-    class Reader(quantization.CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(samples)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantization.quantize_static(str(src), str(dst), Reader(),
-                                 quant_format=quantization.QuantFormat.QDQ, per_channel=True,
-                                 weight_type=quantization.QuantType.QInt8)
-    return onnx.load(dst)
-
-
 class TestPattern:
     def test_handmade_forms(self, fuse_on_cpu):
         rng = np.random.default_rng(0)
@@ -153,7 +123,11 @@ class TestPattern:
 
     def test_quantize_static_model(self, tmp_path, fuse_on_cpu):
         rng = np.random.default_rng(1)
-        model = _quantize_static(tmp_path, rng)
+        # onnxruntime.quantization's QDQ form (per channel, int8 weights) of MatMul + Gemm
+        quantization = pytest.importorskip("onnxruntime.quantization")
+        model, _ = ort_quantized_mlp(tmp_path, rng, 384, 448, 320, gemm_last=True,
+                                     per_channel=True,
+                                     weight_type=quantization.QuantType.QInt8)
         dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
         axes = {n.input[0]: helper.get_attribute_value(n.attribute[0]) for n in dq if n.attribute}
         assert axes == {"w1_quantized": 1, "w2_quantized": 0}  # the forms the pass handles

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from _builder_nets import ort_quantized_mlp
 from onnx import TensorProto, helper, numpy_helper
 
 import dist_rt
@@ -61,32 +62,6 @@ def test_handwritten_qdq_mlp(per_channel, level):
 
 
 def test_quantize_static_mlp(tmp_path):
-    quantization = pytest.importorskip("onnxruntime.quantization")
-    rng = np.random.default_rng(1)
-    inits = [numpy_helper.from_array(rng.standard_normal((8, 16)).astype(np.float32), "w1"),
-             numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b1"),
-             numpy_helper.from_array(rng.standard_normal((16, 4)).astype(np.float32), "w2")]
-    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h0"]),
-             helper.make_node("Add", ["h0", "b1"], ["h1"]),
-             helper.make_node("Relu", ["h1"], ["h2"]),
-             helper.make_node("MatMul", ["h2", "w2"], ["y"])]
-    graph = helper.make_graph(
-        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])], inits)
-    src, dst = tmp_path / "mlp.onnx", tmp_path / "mlp.qdq.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                                 ir_version=8), src)
-    samples = [{"x": rng.standard_normal((4, 8)).astype(np.float32)} for _ in range(4)]
-
-    class Reader(quantization.CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(samples)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantization.quantize_static(str(src), str(dst), Reader(),
-                                 quant_format=quantization.QuantFormat.QDQ)
-    model = onnx.load(dst)
+    model, samples = ort_quantized_mlp(tmp_path, np.random.default_rng(1), 8, 16, 4)
     assert any(n.op_type == "DequantizeLinear" for n in model.graph.node)
     _check(model, samples[0]["x"], 2)
