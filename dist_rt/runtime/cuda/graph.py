@@ -162,6 +162,7 @@ class CudaGraphRunner:
         self.pool = cupy.cuda.MemoryPool()
         self.graphs: dict[tuple, _Captured] = {}
         self._steps: list[tuple] | None = None
+        self._last: dict[str, int] | None = None
 
     # -- public ------------------------------------------------------------------------------
 
@@ -230,7 +231,7 @@ class CudaGraphRunner:
 
     def _last_use(self) -> dict[str, int]:
         """Tensor name -> the step after which the eager loop drops it."""
-        if getattr(self, "_last", None) is None:
+        if self._last is None:
             self._last = {n: step for step, names in enumerate(self.free_after) for n in names}
         return self._last
 
