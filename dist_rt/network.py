@@ -16,6 +16,7 @@ It can also be written by hand, in the style of TensorRT's ``INetworkDefinition`
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -364,9 +365,28 @@ class Network:
         return removed
 
     def copy(self) -> Network:
-        """A structural copy; weights are shared, not copied."""
-        memo = {id(t.weights): t.weights for t in self.tensors.values() if t.weights is not None}
-        clone = copy.deepcopy(self, memo)
+        """A structural copy; weights are shared, not copied.
+
+        The result is ``copy.deepcopy(self)`` with the weights kept: the tensors and layers
+        are created here, slot by slot, instead of through deepcopy's generic
+        ``__reduce_ex__`` walk (0.15 s for the ~5000 objects of a 1B-parameter Llama, and a
+        build copies twice). Everything else (shapes, attributes, metadata, anything reached
+        from them) still goes through ``copy.deepcopy`` with the same memo, so shared
+        objects stay shared within the copy and a tensor or layer not in the network is
+        deep-copied as before.
+        """
+        memo: dict[int, Any] = {id(t.weights): t.weights for t in self.tensors.values()
+                                if t.weights is not None}
+        pairs = [(t, _shell(t, memo)) for t in self.tensors.values()]
+        pairs += [(lay, _shell(lay, memo)) for lay in self.layers]
+        for old, new in pairs:
+            for slot in _slots(type(old)):
+                if hasattr(old, slot):
+                    setattr(new, slot, _copied(getattr(old, slot), memo))
+            if hasattr(old, "__dict__"):  # a subclass without __slots__
+                new.__dict__.update(copy.deepcopy(old.__dict__, memo))
+        clone = _shell(self, memo)
+        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return clone
 
     # -- validation and ordering -------------------------------------------------------------
@@ -535,6 +555,36 @@ class Network:
                          + (f"  {{{attrs}}}" if attrs else ""))
         lines += [f"  output {tdesc(t)}" for t in self.outputs]
         return "\n".join(lines)
+
+
+#: Immutable values that copy() shares rather than deep-copies (dims, names, dtypes).
+_ATOMS = (str, int, float, bool, type(None), np.dtype)
+
+
+def _copied(value: Any, memo: dict[int, Any]) -> Any:
+    """``copy.deepcopy(value, memo)``, minus the call for atoms and tuples of atoms."""
+    if isinstance(value, _ATOMS) or (type(value) is tuple
+                                     and all(isinstance(v, _ATOMS) for v in value)):
+        return value
+    return copy.deepcopy(value, memo)
+
+
+@functools.cache
+def _slots(cls: type) -> tuple[str, ...]:
+    """Every ``__slots__`` name of ``cls`` and its bases."""
+    names = []
+    for base in cls.__mro__:
+        slots = base.__dict__.get("__slots__", ())
+        slots = [slots] if isinstance(slots, str) else slots
+        names += [n for n in slots if n not in ("__dict__", "__weakref__")]
+    return tuple(names)
+
+
+def _shell(obj: Any, memo: dict[int, Any]) -> Any:
+    """An empty instance of ``obj``'s class, recorded in ``memo`` as its copy (see copy)."""
+    new = object.__new__(type(obj))
+    memo[id(obj)] = new
+    return new
 
 
 def _short(value: Any) -> str:

@@ -159,6 +159,23 @@ class TestParallelMatMul:
         assert (split.attr("split") == [5, 7, 5]) == (opset < 13)
         assert len(split.inputs) == (2 if opset >= 13 else 1)
 
+    @pytest.mark.parametrize("threaded", [False, True])
+    def test_merged_weight_is_the_concatenation(self, threaded, monkeypatch):
+        from dist_rt.builder.passes import fuse_util  # noqa: PLC0415
+        from dist_rt.builder.refit import WEIGHT_SOURCES  # noqa: PLC0415
+
+        if threaded:  # the threaded copy, whatever the size of this small network
+            monkeypatch.setattr(fuse_util, "_PARALLEL_CONCAT_BYTES", 0)
+        net, _ = _parallel_net(18, shared=False)
+        built = _build(net).network
+        (mm,) = [lay for lay in built.layers if lay.op_type == "MatMul"]
+        merged = mm.inputs[1].weights.numpy()
+        want = np.concatenate([net.tensors[f"w{i}"].weights.numpy() for i in range(3)], axis=1)
+        assert merged.dtype == want.dtype and merged.tobytes() == want.tobytes()
+        assert built.metadata[WEIGHT_SOURCES][mm.inputs[1].name] == [
+            {"source": f"w{i}", "axis": -1, "offset": off, "size": n}
+            for i, (off, n) in enumerate([(0, 5), (5, 7), (12, 5)])]
+
     def test_shared_weight_left_alone(self):
         net, feeds = _parallel_net(18, shared=True)
         ops = _ops(_build(net))

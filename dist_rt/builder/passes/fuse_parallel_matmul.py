@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from dist_rt.builder.passes import BuildState
-from dist_rt.builder.passes.fuse_util import Matcher, fused_from, split_columns
+from dist_rt.builder.passes.fuse_util import Matcher, concat_columns, fused_from, split_columns
 from dist_rt.builder.refit import record_concat
 from dist_rt.network import Layer, Network, Tensor
 
@@ -59,7 +59,7 @@ def _merge(network: Network, group: list[Layer]) -> None:
     x, first = group[0].inputs[0], group[0]
     weights = [lay.inputs[1] for lay in group]
     sizes = [int(w.shape[1]) for w in weights]
-    merged = np.concatenate([w.weights.numpy() for w in weights], axis=1)
+    merged = concat_columns([w.weights.numpy() for w in weights])
     w_cat = network.add_constant(network.unique_name(f"{weights[0].name}.merged"), merged)
     record_concat(network, w_cat.name, weights, axis=-1)  # refit writes W_i's column slice
     mm = network.add_layer("MatMul", [x, w_cat],
