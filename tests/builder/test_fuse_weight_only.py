@@ -1,7 +1,7 @@
 """fuse_weight_only: MatMul/Gemm on dequantized int8 weights -> dist_rt::WeightOnlyMatMul.
 
 The pass fires only for CUDA builds; these CPU tests switch it on by patching
-``fuse_weight_only._on_cuda`` (the fused layers then run their NumPy reference), or call it
+``fuse_weight_only.on_cuda`` (the fused layers then run their NumPy reference), or call it
 with a CUDA ``BuildState``. References: onnxruntime on the same QDQ model, with graph
 optimizations off so it computes the DQ + MatMul in float like the model says.
 """
@@ -32,7 +32,7 @@ WOQ = "WeightOnlyMatMul"
 @pytest.fixture
 def fuse_on_cpu(monkeypatch):
     """Make the pass treat CPU builds as CUDA builds."""
-    monkeypatch.setattr(fuse_weight_only, "_on_cuda", lambda state: True)
+    monkeypatch.setattr(fuse_weight_only, "on_cuda", lambda state: True)
 
 
 def _ort(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:

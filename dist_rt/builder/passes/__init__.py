@@ -39,6 +39,16 @@ class BuildState:
     notes: dict[str, str] = field(default_factory=dict)
 
 
+def on_cuda(state: BuildState) -> bool:
+    """True for a CUDA build: ``config.device`` is ``"cuda"``, or ``"auto"`` finding a GPU."""
+    device = state.config.device
+    if device == "auto":
+        from dist_rt.runtime.backends import resolve_device  # noqa: PLC0415 - CUDA probe
+
+        device = resolve_device(device)
+    return device == "cuda"
+
+
 #: ``run(network, state) -> summary``: edits ``network`` in place, returns one log line.
 Pass = Callable[["Network", BuildState], str]
 

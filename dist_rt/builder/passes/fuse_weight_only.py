@@ -43,12 +43,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from dist_rt.builder.passes import BuildState
+from dist_rt.builder.passes import BuildState, on_cuda
 from dist_rt.builder.passes.fuse_util import (
     ONNX_DOMAINS,
     Matcher,
     add_fused,
     anchors,
+    concat_columns,
     fused_from,
     prune_fused,
     split_columns,
@@ -58,15 +59,6 @@ from dist_rt.network import Layer, Network, Tensor
 from dist_rt.ops.weight_only_matmul import WEIGHT_DTYPES
 
 F32 = np.dtype(np.float32)
-
-
-def _on_cuda(state: BuildState) -> bool:
-    device = state.config.device
-    if device == "auto":
-        from dist_rt.runtime.backends import resolve_device  # noqa: PLC0415 - CUDA probe
-
-        device = resolve_device(device)
-    return device == "cuda"
 
 
 def _derived(network: Network, source: Tensor, why: str) -> None:
@@ -187,7 +179,7 @@ def run(network: Network, state: BuildState) -> str:
     Returns:
         A summary line.
     """
-    if not _on_cuda(state):
+    if not on_cuda(state):
         return "off: not a CUDA build, DequantizeLinear kept"
     rewriter = _Rewriter(network)
     for layer in anchors(network, "MatMul") + anchors(network, "Gemm"):
@@ -227,7 +219,7 @@ def _merge(network: Network, group: list[Layer]) -> None:
     wqs = [lay.inputs[1] for lay in group]
     sizes = [int(w.shape[1]) for w in wqs]
     w_cat = network.add_constant(network.unique_name(f"{wqs[0].name}.merged"),
-                                 np.concatenate([w.weights.numpy() for w in wqs], axis=1))
+                                 concat_columns([w.weights.numpy() for w in wqs]))
     record_concat(network, w_cat.name, wqs, axis=-1)  # refit writes Wq_i's column slice
     scales = [lay.inputs[2] for lay in group]
     inputs = [a, w_cat, _concat_params(network, scales, sizes, F32, f"{scales[0].name}.merged")]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from dist_rt import dtypes
-from dist_rt.builder.passes import BuildState
+from dist_rt.builder.passes import BuildState, on_cuda
 from dist_rt.errors import BuildError
 from dist_rt.network import Layer, Network, Tensor
 from dist_rt.ops import is_supported
@@ -40,15 +40,6 @@ CUDA_NATIVE_16BIT = frozenset({"RMSNormalization", "Softmax"})
 #: (domain, op type, input index) whose float32 constants stay float32: an 8-bit weight's
 #: per-column scale is only N floats, and rounding it to bf16 would bias whole columns.
 FP32_CONSTANT_INPUTS = frozenset({("dist_rt", "WeightOnlyMatMul", 2)})
-
-
-def _on_cuda(state: BuildState) -> bool:
-    device = state.config.device
-    if device == "auto":
-        from dist_rt.runtime.backends import resolve_device  # noqa: PLC0415 - CUDA probe
-
-        device = resolve_device(device)
-    return device == "cuda"
 
 
 def _native_16bit(layer: Layer) -> bool:
@@ -163,7 +154,7 @@ def run(network: Network, state: BuildState) -> str:
             outputs += 1
     # Re-infer so every intermediate takes the compute dtype, then pin fp32 islands.
     network.infer_shapes()
-    native = _native_16bit if _on_cuda(state) else (lambda layer: False)
+    native = _native_16bit if on_cuda(state) else (lambda layer: False)
     islands = [lay for lay in network.layers if lay.op_type in FP32_OPS and not native(lay)]
     for layer in islands:
         _keep_fp32(network, layer, low)
