@@ -5,39 +5,43 @@ each list is the backend's ordinary path (the fused-kernel dispatch of
 :mod:`dist_rt.runtime.cuda.kernels`). The backend looks a recorded name up through
 :func:`wrapper` when it first dispatches a layer.
 
-* ``MatMul``: the direct cuBLAS GEMM (capturable) with an explicit ``cublasGemmAlgo_t``:
-  ``CUBLAS_GEMM_DEFAULT_TENSOR_OP`` (99) and the explicit algorithms 0, 1 (SIMT) and
-  ``CUBLAS_GEMM_ALGO0_TENSOR_OP`` (100). cuBLAS documents the explicit algorithms as hints a
-  given GPU and cuBLAS version may treat like the default, or reject for a shape; a rejected
-  algorithm falls back to the default (:func:`dist_rt.runtime.cuda.cublas._gemm`) and the
-  timing then simply finds no gain. All keep float32 accumulation, so the result is the
-  default's up to summation order.
-* ``dist_rt::Attention``: the tensor-core flash kernel (``tc``, fp16/bf16, D % 16 == 0 and
-  <= 128) vs. the CUDA-core flash-style kernel vs. cuBLAS + fused softmax vs. causal query
+* ``MatMul``: ``lt0`` .. ``lt7``, the i-th algorithm cuBLASLt's heuristic returns for the
+  call's problem (:mod:`dist_rt.runtime.cuda.cublaslt`), for a 2-D right operand ((..., M,
+  K) @ (K, N) with the rows flattened, as the default does). Tile shapes, split-K and
+  stream-K kernels differ by shape and GPU, so the first entries of the heuristic's list are
+  real alternatives to its pick (``lt0``) and to ``cublasGemmEx``'s (the default). The list
+  is deterministic for a given GPU, cuBLAS version and problem, so a recorded name means the
+  same kernel in a later process (after a cuBLAS upgrade it may name another, equally
+  correct, kernel). ``lt<i>`` applies when the heuristic returns more than i algorithms for
+  the layer's static shapes; a call whose problem has fewer (another shape of a dynamic
+  profile, a less aligned view) runs the default GEMM. All keep float32 accumulation, so
+  results equal the default's up to summation order.
+* ``dist_rt::Attention``: the tensor-core flash kernel (``tc``: 16 query rows a warp;
+  ``tc2``: 32, re-reading Q from shared memory; fp16/bf16, D % 16 == 0 and <= 128) vs. the
+  CUDA-core flash-style kernel vs. cuBLAS + fused softmax vs. causal query
   chunks, whatever the query length (the default takes the CUDA-core kernel up to 16
-  queries and ``tc`` above; the best switch point depends on the GPU, heads and head size).
+  queries and ``tc2`` above; the best switch point depends on the GPU, heads and head size).
 
-Rejected: cuBLASLt's heuristic list of algorithms per shape gives more choices but needs
-matmul descriptors per shape and far more ctypes binding code (see cublas.py's header).
+Removed: the ``cublasGemmAlgo_t`` hints ``cublas_tensor_op``, ``cublas_algo0``,
+``cublas_algo1`` and ``cublas_algo0_tensor_op``. cuBLAS documents ``cublasGemmAlgo_t`` as
+having no effect from sm_80 on, so on Hopper they timed the default four more times and won
+only by noise. Plans and timing caches naming them still load: an unknown name runs the
+default path, and a cache entry naming one is timed again. cuBLASLt (above) replaced them:
+more binding code (descriptors per problem) but a real choice of kernels.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dist_rt.builder.tactics import DEFAULT, Spec, Tactic
-from dist_rt.runtime.cuda import cublas, flash, kernels
+from dist_rt.errors import ExecutionError
+from dist_rt.runtime.cuda import cublas, cublaslt, flash, kernels
 from dist_rt.runtime.cuda.source import MAX_HEAD_DIM
 
-#: tactic name -> cublasGemmAlgo_t.
-GEMM_ALGOS = {"cublas_tensor_op": 99, "cublas_algo0": 0, "cublas_algo1": 1,
-              "cublas_algo0_tensor_op": 100}
-
-
-def _gemm(algo: int):
-    def run(layer, inputs, rt):
-        return kernels.matmul(layer, inputs, rt, algo=algo)
-    return run
+#: ``lt<i>`` tactics: the first this-many algorithms of cuBLASLt's heuristic list.
+LT_TACTICS = cublaslt.MAX_ALGOS
 
 
 def _gemm_applies(layer: Any, specs: list[Spec]) -> bool:
@@ -48,6 +52,38 @@ def _gemm_applies(layer: Any, specs: list[Spec]) -> bool:
     if da != db or cublas.cuda_type(da) is None or len(sa) < 2 or len(sb) < 2:
         return False
     return len(sb) == 2 or tuple(sa[:-2]) == tuple(sb[:-2])
+
+
+def _lt(index: int):
+    """Run function of ``lt<index>``: flattened rows @ 2-D B with that cuBLASLt algorithm."""
+    def run(layer, inputs, rt):
+        a, b = inputs
+        if (a.ndim >= 2 and b.ndim == 2 and a.dtype == b.dtype and a.shape[-1] == b.shape[0]
+                and a.size and b.size and cublaslt.cuda_type(a.dtype) is not None
+                and cublaslt.is_available()):
+            # CuPy's reshape is a view when the rows are evenly strided, else a contiguous copy.
+            y = cublaslt.matmul2d(a.reshape(-1, a.shape[-1]), b, index)
+            if y is not None:
+                return [y.reshape(*a.shape[:-1], b.shape[1])]
+        # Not "decline" (None): the backend would then run the generic op (cupy.matmul),
+        # which cannot be captured; the default path of this layer is kernels.matmul.
+        return kernels.matmul(layer, inputs, rt)
+    return run
+
+
+def _lt_applies(index: int):
+    """``applies`` of ``lt<index>``: 2-D B and more than ``index`` heuristic algorithms."""
+    def applies(layer: Any, specs: list[Spec]) -> bool:
+        if not _gemm_applies(layer, specs) or len(specs[1][0]) != 2:
+            return False
+        (sa, dtype), (sb, _) = specs
+        if sa[-1] != sb[0]:
+            return False
+        try:
+            return cublaslt.algo_count(dtype, math.prod(sa[:-1]), sb[1], sb[0]) > index
+        except ExecutionError:
+            return False  # no cuBLASLt here: only the default
+    return applies
 
 
 def _attention(path: str):
@@ -79,10 +115,10 @@ def _chunks_applies(layer: Any, specs: list[Spec]) -> bool:
 #: (domain, op type) -> CUDA tactics, the default first.
 TACTICS: dict[tuple[str, str], tuple[Tactic, ...]] = {
     ("", "MatMul"): (Tactic(DEFAULT),
-                     *(Tactic(name, _gemm(algo), _gemm_applies)
-                       for name, algo in GEMM_ALGOS.items())),
+                     *(Tactic(f"lt{i}", _lt(i), _lt_applies(i)) for i in range(LT_TACTICS))),
     ("dist_rt", "Attention"): (Tactic(DEFAULT),
                                Tactic("tc", _attention("tc"), _tc_applies),
+                               Tactic("tc2", _attention("tc2"), _tc_applies),
                                Tactic("flash", _attention("flash"), _flash_applies),
                                Tactic("cublas_softmax", _attention("cublas"),
                                       lambda layer, specs: _no_mask(specs)),
