@@ -2,7 +2,10 @@
 
 For each (B, Hq, Hkv, S, D) this times, with CUDA events (warm-up, median of ``--iters``):
 
-* ``tc``: the tensor-core flash kernel (``dist_rt/runtime/cuda/flash.py``);
+* ``tc``: the tensor-core flash kernel (``dist_rt/runtime/cuda/flash.py``), 16 query rows a
+  warp (64 a CTA);
+* ``tc2``: its variant with 32 rows a warp (two m16 tiles, 128 rows a CTA, Q re-read from
+  shared memory);
 * ``chunks``: cuBLAS Q K^T per query chunk -> in-place softmax -> cuBLAS P V;
 * ``cublas``: the same per batch item over all queries (scores of one item in memory);
 * ``torch``: ``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``, with
@@ -35,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 #: tensor-parallel slice, and a shorter batch.
 SHAPES = [(8, 16, 4, 2048, 128), (1, 32, 8, 2048, 128), (1, 8, 2, 2048, 128),
           (4, 16, 4, 512, 128)]
-PATHS = ("tc", "chunks", "cublas")
+PATHS = ("tc", "tc2", "chunks", "cublas")
 
 
 class _Layer:

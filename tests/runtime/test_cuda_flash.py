@@ -22,6 +22,8 @@ TOL = {"float16": 2e-3, "bfloat16": 1.6e-2}
 #: causal queries that see no key come out zero).
 SHAPES = [(s, s) for s in (17, 64, 100, 257)] + [(s, skv) for s in (17, 64, 100, 257)
                                                   for skv in (1, 17, 300) if skv != s]
+#: The kernel variants: query rows a warp (one or two m16 tiles; 64 or 128 rows a CTA).
+ROWS_PER_WARP = [16, 32]
 
 
 @pytest.fixture(scope="module")
@@ -97,36 +99,73 @@ class TestFlashKernel:
     @pytest.mark.parametrize("causal", [True, False])
     @pytest.mark.parametrize("d", [64, 128])
     @pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
-    def test_matches_reference(self, cp, dtype_name, d, causal, s, skv):
+    @pytest.mark.parametrize("rows_per_warp", ROWS_PER_WARP)
+    def test_matches_reference(self, cp, rows_per_warp, dtype_name, d, causal, s, skv):
         from dist_rt.runtime.cuda import flash
 
         rng = np.random.default_rng(s * 1000 + skv + d)
         (q, k, v), host = make_inputs(cp, rng, 2, 8, 2, s, skv, d, _dtype(dtype_name))
         scale = 1 / math.sqrt(d)
-        y = flash.flash_attention(q, k, v, scale, causal)
+        y = flash.flash_attention(q, k, v, scale, causal, rows_per_warp=rows_per_warp)
         assert y is not None and y.shape == (2, s, 8, d) and y.flags.c_contiguous
         assert_close(cp, y, reference(*host, scale, causal), dtype_name)
 
+    @pytest.mark.parametrize("s, skv", [(200, 200), (200, 328), (200, 77)])
+    @pytest.mark.parametrize("d", [16, 32, 48])
+    @pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
+    @pytest.mark.parametrize("rows_per_warp", ROWS_PER_WARP)
+    def test_small_head_dims(self, cp, rows_per_warp, dtype_name, d, s, skv):
+        from dist_rt.runtime.cuda import flash
+
+        # D = 48: 6 16-byte chunks a row, which do not divide the 128 threads of a tile copy.
+        rng = np.random.default_rng(d + skv)
+        (q, k, v), host = make_inputs(cp, rng, 1, 4, 2, s, skv, d, _dtype(dtype_name))
+        y = flash.flash_attention(q, k, v, 0.2, True, rows_per_warp=rows_per_warp)
+        assert_close(cp, y, reference(*host, 0.2, True), dtype_name)
+
     @pytest.mark.parametrize("hq, hkv", [(4, 4), (8, 2), (16, 4)])
-    @pytest.mark.parametrize("s, skv", [(257, 257), (100, 300)])
-    def test_heads_contiguous_and_scale(self, cp, hq, hkv, s, skv):
+    @pytest.mark.parametrize("s, skv", [(257, 257), (100, 300), (300, 100)])
+    @pytest.mark.parametrize("rows_per_warp", ROWS_PER_WARP)
+    def test_heads_contiguous_and_scale(self, cp, rows_per_warp, hq, hkv, s, skv):
         from dist_rt.runtime.cuda import flash
 
         rng = np.random.default_rng(hq + hkv)
         q, k, v = (rng.standard_normal(shape).astype(np.float16)
                    for shape in ((2, hq, s, 128), (2, hkv, skv, 128), (2, hkv, skv, 128)))
-        y = flash.flash_attention(*(cp.asarray(x) for x in (q, k, v)), 0.05, True)
+        y = flash.flash_attention(*(cp.asarray(x) for x in (q, k, v)), 0.05, True,
+                                  rows_per_warp=rows_per_warp)
         assert_close(cp, y, reference(q, k, v, 0.05, True), "float16")
 
-    def test_no_keys_gives_zeros(self, cp):
+    @pytest.mark.parametrize("rows_per_warp", [0, 8, 24, 64, 16.5, "16", None])
+    def test_rejects_an_unknown_variant(self, cp, rows_per_warp):
+        from dist_rt.runtime.cuda import flash
+
+        q = cp.zeros((1, 2, 32, 64), dtype=cp.float16)
+        with pytest.raises(ValueError, match="rows_per_warp"):
+            flash.flash_attention(q, q, q, 0.125, True, rows_per_warp=rows_per_warp)
+        with pytest.raises(ValueError, match="rows_per_warp"):
+            flash.smem_bytes(64, rows_per_warp)
+
+    def test_variants_have_their_own_kernels(self, cp):
+        from dist_rt.runtime.cuda import flash
+
+        assert flash.kernel_name("h16", 128, 16) == "flash_fwd_h16_d128"
+        assert flash.kernel_name("b16", 64, 32) == "flash_fwd_b16_d64_m2"
+        # With 32 rows a warp, Q's 128 rows get their own region; 2 CTAs fit an H100 SM.
+        assert flash.smem_bytes(128, 16) == 4 * 64 * 136 * 2
+        assert flash.smem_bytes(128, 32) == (4 * 64 + 128) * 136 * 2 <= 114 * 1024
+
+    @pytest.mark.parametrize("rows_per_warp", ROWS_PER_WARP)
+    def test_no_keys_gives_zeros(self, cp, rows_per_warp):
         from dist_rt.runtime.cuda import flash
 
         q = cp.ones((1, 2, 20, 64), dtype=cp.float16)
         k = cp.ones((1, 2, 0, 64), dtype=cp.float16)
-        y = flash.flash_attention(q, k, k, 0.125, True)
+        y = flash.flash_attention(q, k, k, 0.125, True, rows_per_warp=rows_per_warp)
         assert y.shape == (1, 20, 2, 64) and not bool(cp.any(y))
 
-    def test_unaligned_views_are_copied(self, cp):
+    @pytest.mark.parametrize("rows_per_warp", ROWS_PER_WARP)
+    def test_unaligned_views_are_copied(self, cp, rows_per_warp):
         from dist_rt.runtime.cuda import flash
 
         # head dim 64 out of rows of 68: row strides not a multiple of 8 elements.
@@ -134,7 +173,8 @@ class TestFlashKernel:
         buf = rng.standard_normal((1, 3, 70, 68)).astype(np.float16)
         dev = cp.asarray(buf)[..., 2:66]
         host = buf[..., 2:66]
-        y = flash.flash_attention(dev, dev[:, :1], dev[:, 1:2], 0.125, True)
+        y = flash.flash_attention(dev, dev[:, :1], dev[:, 1:2], 0.125, True,
+                                  rows_per_warp=rows_per_warp)
         assert_close(cp, y, reference(host, host[:, :1], host[:, 1:2], 0.125, True), "float16")
 
     @pytest.mark.parametrize("dtype, d, scale", [("float32", 64, 0.1), ("float16", 72, 0.1),
@@ -145,16 +185,17 @@ class TestFlashKernel:
         q = cp.zeros((1, 2, 32, d), dtype=dtype)
         assert flash.flash_attention(q, q, q, scale, False) is None
 
-    def test_graph_capture(self, cp):
+    @pytest.mark.parametrize("rows_per_warp", ROWS_PER_WARP)
+    def test_graph_capture(self, cp, rows_per_warp):
         from dist_rt.runtime.cuda import flash
 
         rng = np.random.default_rng(4)
         (q, k, v), _ = make_inputs(cp, rng, 2, 8, 2, 100, 100, 128, np.float16)
         stream = cp.cuda.Stream(non_blocking=True)
         with stream:
-            want = flash.flash_attention(q, k, v, 0.1, True)  # compiled eagerly
-            stream.begin_capture()
-            y = flash.flash_attention(q, k, v, 0.1, True)
+            want = flash.flash_attention(q, k, v, 0.1, True, rows_per_warp=rows_per_warp)
+            stream.begin_capture()  # compiled eagerly, above
+            y = flash.flash_attention(q, k, v, 0.1, True, rows_per_warp=rows_per_warp)
             graph = stream.end_capture()
             y.fill(0)
             graph.launch(stream)
@@ -165,20 +206,37 @@ class TestFlashKernel:
 class TestAttentionDispatch:
     @pytest.mark.parametrize("layout", ["bhsd", "bshd"])
     @pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
-    def test_long_queries_take_tc(self, cp, monkeypatch, layout, dtype_name):
+    def test_long_queries_take_tc2(self, cp, monkeypatch, layout, dtype_name):
         from dist_rt.runtime.cuda import flash, kernels
 
         calls = []
         real = flash.flash_attention
         monkeypatch.setattr(flash, "flash_attention",
-                            lambda *a, **kw: calls.append(1) or real(*a, **kw))
+                            lambda *a, **kw: calls.append(kw.get("rows_per_warp"))
+                            or real(*a, **kw))
         rng = np.random.default_rng(5)
         (q, k, v), host = make_inputs(cp, rng, 2, 16, 4, 100, 100, 128, _dtype(dtype_name))
         layer = _Layer(causal=1, num_heads=16, kv_num_heads=4, output_layout=layout)
         (y,) = kernels.attention(layer, [q, k, v], None)
-        assert calls == [1]
+        assert calls == [32]
         want = reference(*host, 1 / math.sqrt(128), True)
         assert_close(cp, y if layout == "bshd" else y.transpose(0, 2, 1, 3), want, dtype_name)
+
+    @pytest.mark.parametrize("path, rows_per_warp", [("tc", 16), ("tc2", 32)])
+    def test_path_picks_the_variant(self, cp, monkeypatch, path, rows_per_warp):
+        from dist_rt.runtime.cuda import flash, kernels
+
+        calls = []
+        real = flash.flash_attention
+        monkeypatch.setattr(flash, "flash_attention",
+                            lambda *a, **kw: calls.append(kw.get("rows_per_warp"))
+                            or real(*a, **kw))
+        rng = np.random.default_rng(8)
+        (q, k, v), host = make_inputs(cp, rng, 1, 8, 2, 150, 150, 128, np.float16)
+        layer = _Layer(causal=1, num_heads=8, kv_num_heads=2, output_layout="bshd")
+        (y,) = kernels.attention(layer, [q, k, v], None, path=path)
+        assert calls == [rows_per_warp]
+        assert_close(cp, y, reference(*host, 1 / math.sqrt(128), True), "float16")
 
     def test_uncovered_falls_back(self, cp):
         from dist_rt.runtime.cuda import kernels
