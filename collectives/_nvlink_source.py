@@ -77,6 +77,43 @@ __device__ __forceinline__ u64 now_ns() {
 
 #define MAX_RANKS 8
 
+// Steps 2-3 for block b (collectives/nvlink.py): tell every rank p that our chunk b of
+// `epoch` is in our slot (thread p writes our row of p's flags; the release orders the
+// block's copies, made visible to this thread by the caller's barrier, before the flag),
+// then thread p waits for rank p's chunk b. ">=": a peer may already be one epoch ahead (it
+// finished this one), never more. Ends with a barrier: every peer's chunk b is readable.
+__device__ __forceinline__ void exchange_flags(const u64* base, u64 own, int rank, int world,
+                                               int max_blocks, int b, u64 epoch,
+                                               u64 flags_off, u64 timeout_ns) {
+    const int tid = threadIdx.x;
+    if (tid < world) {
+        u64 peer = 0;
+#pragma unroll
+        for (int p = 0; p < MAX_RANKS; ++p)
+            if (p == tid) peer = base[p];
+        st_release_sys(peer + flags_off + 8ull * ((u64)rank * max_blocks + b), epoch);
+    }
+    if (tid < world) {
+        const u64 flag = own + flags_off + 8ull * ((u64)tid * max_blocks + b);
+        u64 t0 = 0;
+        while (ld_acquire_sys(flag) < epoch) {
+            if (timeout_ns) {
+                u64 t = now_ns();
+                if (t0 == 0) t0 = t;
+                else if (t - t0 > timeout_ns) __trap();  // a dead peer: CUDA error, not a hang
+            }
+        }
+    }
+    __syncthreads();
+}
+
+// Step 5: the epoch of this call, also for the blocks this call did not launch.
+__device__ __forceinline__ void finish_epoch(u64* counters, int b, int nb, int max_blocks,
+                                             u64 epoch) {
+    if (threadIdx.x == 0)
+        for (int j = b; j < max_blocks; j += nb) counters[j] = epoch;
+}
+
 // One call of the one-shot all-reduce (steps 1-5 of collectives/nvlink.py's docstring).
 // base0..base7: every rank's region as mapped in this process, in rank order (0 past world).
 template <typename T>
@@ -112,31 +149,7 @@ __global__ void __launch_bounds__(512) allreduce_one_shot(
         mine[v] = r.v;
     }
     __syncthreads();
-
-    // 2. tell every rank p that chunk b of epoch `epoch` is in our slot: thread p writes
-    // our row of p's flags. The release orders the block's copies (made visible to this
-    // thread by the barrier) before the flag.
-    if (tid < world) {
-        u64 peer = 0;
-#pragma unroll
-        for (int p = 0; p < MAX_RANKS; ++p)
-            if (p == tid) peer = base[p];
-        st_release_sys(peer + flags_off + 8ull * ((u64)rank * max_blocks + b), epoch);
-    }
-    // 3. thread p waits for rank p's chunk b. ">=": a peer may already be one epoch ahead
-    // (it finished this one), never more (module docstring).
-    if (tid < world) {
-        const u64 flag = own + flags_off + 8ull * ((u64)tid * max_blocks + b);
-        u64 t0 = 0;
-        while (ld_acquire_sys(flag) < epoch) {
-            if (timeout_ns) {
-                u64 t = now_ns();
-                if (t0 == 0) t0 = t;
-                else if (t - t0 > timeout_ns) __trap();  // a dead peer: CUDA error, not a hang
-            }
-        }
-    }
-    __syncthreads();
+    exchange_flags(base, own, rank, world, max_blocks, b, epoch, flags_off, timeout_ns);
 
     // 4. sum chunk b over ranks in rank order (bit-identical on every rank); -0 + x == x.
     // All loads are issued before the first add, so their NVLink latencies overlap.
@@ -166,9 +179,79 @@ __global__ void __launch_bounds__(512) allreduce_one_shot(
                 if (v * L::N + i < n) L::store(o, i, out, v * L::N + i);
         }
     }
+    finish_epoch(counters, b, nb, max_blocks, epoch);
+}
 
-    // 5. the epoch of this call, also for the blocks this call did not launch
-    if (tid == 0)
-        for (int j = b; j < max_blocks; j += nb) counters[j] = epoch;
+// The one-shot all-reduce fused with the residual add and RMSNorm that follow it in a
+// tensor-parallel block, one block per row of `cols` elements (cols % N == 0, every pointer
+// 16-byte aligned: the host checks). With A = the all-reduced x rounded to T, exactly as the
+// unfused all-reduce stores it:
+//     S = A + residual (rounded to T)      Y = S * rsqrt(mean(S^2) + eps) * w
+// Steps 1-3 and 5 are the one-shot's with chunk b = row b; step 4 sums, adds and squares.
+template <typename T>
+__global__ void __launch_bounds__(512) allreduce_add_rmsnorm(
+        u64 in, u64 res, u64 w, u64 s_out, u64 y_out, int cols, float eps, int rank,
+        int world, int max_blocks, u64 slot_bytes, u64 flags_off, u64 counters_off,
+        u64 timeout_ns, u64 own, u64 base0, u64 base1, u64 base2, u64 base3, u64 base4,
+        u64 base5, u64 base6, u64 base7) {
+    typedef Lanes<T> L;
+    const u64 base[MAX_RANKS] = {base0, base1, base2, base3, base4, base5, base6, base7};
+    __shared__ float red[32];
+    const int tid = threadIdx.x, b = blockIdx.x, nb = gridDim.x;
+    u64* counters = (u64*)(own + counters_off);
+    const u64 epoch = counters[b] + 1ull;
+    const u64 slot = (epoch & 1ull) * slot_bytes;
+    const int nvec = cols / L::N;
+    const long long row = (long long)b * nvec;  // this row's first vector
+
+    uint4* mine = (uint4*)(own + slot);
+    for (int v = tid; v < nvec; v += blockDim.x) mine[row + v] = ((const uint4*)in)[row + v];
+    __syncthreads();
+    exchange_flags(base, own, rank, world, max_blocks, b, epoch, flags_off, timeout_ns);
+
+    float ss = 0.f;
+    for (int v = tid; v < nvec; v += blockDim.x) {
+        Vec r[MAX_RANKS];
+#pragma unroll
+        for (int p = 0; p < MAX_RANKS; ++p)
+            if (p < world) r[p].v = ((const uint4*)(base[p] + slot))[row + v];
+        Vec rv, a, o;
+        rv.v = ((const uint4*)res)[row + v];
+#pragma unroll
+        for (int i = 0; i < L::N; ++i) {
+            float acc = -0.f;
+#pragma unroll
+            for (int p = 0; p < MAX_RANKS; ++p)
+                if (p < world) acc += L::get(r[p], i);
+            L::put(a, i, acc);
+            L::put(o, i, L::get(a, i) + L::get(rv, i));
+            const float sv = L::get(o, i);
+            ss += sv * sv;
+        }
+        ((uint4*)s_out)[row + v] = o.v;
+    }
+    // Block sum of ss: warps, then the first warp over the warps' partials.
+    const int lane = tid & 31, warp = tid >> 5, warps = (blockDim.x + 31) >> 5;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    if (lane == 0) red[warp] = ss;
+    __syncthreads();
+    if (warp == 0) {
+        float t = lane < warps ? red[lane] : 0.f;
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) t += __shfl_xor_sync(0xffffffffu, t, off);
+        if (lane == 0) red[0] = t;
+    }
+    __syncthreads();
+    const float inv = rsqrtf(red[0] / cols + eps);
+    for (int v = tid; v < nvec; v += blockDim.x) {  // each thread re-reads its own S vectors
+        Vec o, wv, y;
+        o.v = ((const uint4*)s_out)[row + v];
+        wv.v = ((const uint4*)w)[v];
+#pragma unroll
+        for (int i = 0; i < L::N; ++i) L::put(y, i, L::get(o, i) * inv * L::get(wv, i));
+        ((uint4*)y_out)[row + v] = y.v;
+    }
+    finish_epoch(counters, b, nb, max_blocks, epoch);
 }
 """

@@ -165,6 +165,25 @@ class NcclCommunicator(Communicator):
         return (f"all_reduce path: nvlink one-shot for sums of float32/float16/bfloat16, "
                 f"1 B to {self._nvlink.max_bytes} B, over the whole world; NCCL otherwise")
 
+    def all_reduce_add_rmsnorm(self, x: Any, residual: Any, weight: Any,
+                               eps: float) -> tuple[Any, Any] | None:
+        """All-reduce (sum, whole world) fused with the AddRMSNorm that follows it, or None.
+
+        ``(S, Y)`` with ``S = residual + all_reduce(x)`` and ``Y = rmsnorm(S) * weight`` in
+        one NVLink kernel (:meth:`NvlinkAllReduce.all_reduce_add_rmsnorm`), when the one-shot
+        path is active and takes these arrays; None otherwise (then the caller all-reduces
+        and normalizes separately). Every rank gets the same answer for the same shapes.
+        """
+        nv = self._nvlink
+        if nv is None or not nv.accepts_norm(x, residual, weight):
+            return None
+        self._check_array(x, "all_reduce")
+        stream = cp.cuda.get_current_stream()
+        out = nv.all_reduce_add_rmsnorm(x, residual, weight, eps)
+        if self._watch is not None and not _capturing(stream):
+            self._watch.push("all_reduce", stream)
+        return out
+
     # -- NCCL communicators per group -------------------------------------------------------
 
     def _comm_for(self, group: list[int]) -> Any:

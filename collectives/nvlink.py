@@ -66,6 +66,13 @@ it should still be under NCCL's latency floor. Memory cost: 2 x max_bytes per ra
 with ``DIST_RT_NVLINK_ALLREDUCE_MAX_BYTES`` from the latency table of
 ``tests/collectives/nvlink_worker.py bench``.
 
+``allreduce_add_rmsnorm`` is the same protocol with one block per row (chunk b = row b),
+whose step 4 also adds the residual and applies RMSNorm (:meth:`NvlinkAllReduce.
+all_reduce_add_rmsnorm`): a tensor-parallel block's all-reduce is always followed by that
+AddRMSNorm, and fusing them saves a launch and a pass over the sum per all-reduce (64 per
+decode step of a 32-layer model). The reuse argument above only needs block 0, so the two
+kernels interleave freely on one communicator.
+
 Calls on one communicator must be stream-ordered (one stream, or streams joined by events;
 a graph's all-reduces on one branch): two kernels running at once on one rank would take the
 same epoch and share the slot. Every rank must issue the same sequence of calls, as for NCCL.
@@ -251,14 +258,18 @@ def _cupy() -> Any:
     return cupy
 
 
-def _kernels(cp: Any) -> dict[str, Any]:
-    """The kernel per dtype name (NVRTC once per process; CuPy caches the binary on disk)."""
+_KERNEL_NAMES = ("allreduce_one_shot", "allreduce_add_rmsnorm")
+
+
+def _kernels(cp: Any) -> dict[tuple[str, str], Any]:
+    """(kernel, dtype name) -> kernel (NVRTC once per process; CuPy caches it on disk)."""
     global _MODULE
     if _MODULE is None:
-        names = [f"allreduce_one_shot<{t}>" for t in TYPES.values()]
+        names = [f"{k}<{t}>" for k in _KERNEL_NAMES for t in TYPES.values()]
         _MODULE = cp.RawModule(code=_nvlink_source.SOURCE, options=("--std=c++14",),
                                name_expressions=names)
-    return {d: _MODULE.get_function(f"allreduce_one_shot<{t}>") for d, t in TYPES.items()}
+    return {(k, d): _MODULE.get_function(f"{k}<{t}>")
+            for k in _KERNEL_NAMES for d, t in TYPES.items()}
 
 
 def _local_info(cp: Any, device_id: int) -> dict[str, Any]:
@@ -446,12 +457,65 @@ class NvlinkAllReduce:
         args = (np.uint64(x.data.ptr), np.uint64(out.data.ptr), np.int64(x.size),
                 np.int32(x.data.ptr % 16 == 0), np.int32(out.data.ptr % 16 == 0), *self._fixed)
         try:
-            self._fns[x.dtype.name]((blocks,), (threads,), args)
+            self._fns["allreduce_one_shot", x.dtype.name]((blocks,), (threads,), args)
         except cp.cuda.driver.CUDADriverError as exc:
             raise CommunicatorError(f"rank {self.rank}/{self.size}, all_reduce: the nvlink "
                                     f"one-shot kernel failed to launch: {exc}") from exc
         self.calls += 1
         return out
+
+    def accepts_norm(self, x: Any, residual: Any, weight: Any) -> bool:
+        """True when :meth:`all_reduce_add_rmsnorm` takes these arrays.
+
+        One block per row of the last axis, so at most ``max_blocks`` rows; rows of whole
+        16-byte vectors; every array C-contiguous, 16-byte aligned, of one dtype; ``weight``
+        1-D over the last axis. Every rank decides alike (shapes and dtypes are SPMD, and
+        allocations are 256-byte aligned on every rank).
+        """
+        if not (self.accepts(x) and x.ndim >= 1 and residual.shape == x.shape
+                and residual.dtype == x.dtype == weight.dtype and weight.ndim == 1
+                and weight.shape[0] == x.shape[-1]):
+            return False
+        cols = x.shape[-1]
+        return (cols % (16 // x.itemsize) == 0 and x.size // cols <= self.max_blocks
+                and all(a.flags.c_contiguous and a.data.ptr % 16 == 0
+                        for a in (x, residual, weight)))
+
+    def all_reduce_add_rmsnorm(self, x: Any, residual: Any, weight: Any,
+                               eps: float) -> tuple[Any, Any]:
+        """``A = sum over ranks of x``; ``S = A + residual``; ``Y = rmsnorm(S) * weight``.
+
+        The all-reduce of a row-parallel projection and the AddRMSNorm after it in one
+        kernel (a block per row): ``A`` never reaches memory and a launch is saved. ``A``
+        and ``S`` are rounded to the dtype exactly as the unfused pair stores them, so ``S``
+        matches the unfused path bit for bit and ``Y`` up to the order of the squares' sum.
+
+        Args:
+            x, residual, weight: Arrays that :meth:`accepts_norm`.
+            eps: The RMSNorm epsilon.
+
+        Returns:
+            ``(S, Y)``, new arrays of ``x``'s shape and dtype, equal on every rank.
+
+        Raises:
+            CommunicatorError: The launch failed.
+        """
+        cp = self._cp
+        s, y = cp.empty_like(x), cp.empty_like(x)
+        cols = x.shape[-1]
+        rows = x.size // cols
+        threads = min(THREADS, _round_up(-(-cols * x.itemsize // 16), 32))
+        u64 = np.uint64
+        args = (u64(x.data.ptr), u64(residual.data.ptr), u64(weight.data.ptr),
+                u64(s.data.ptr), u64(y.data.ptr), np.int32(cols), np.float32(eps),
+                *self._fixed)
+        try:
+            self._fns["allreduce_add_rmsnorm", x.dtype.name]((rows,), (threads,), args)
+        except cp.cuda.driver.CUDADriverError as exc:
+            raise CommunicatorError(f"rank {self.rank}/{self.size}, all_reduce + AddRMSNorm: "
+                                    f"the nvlink kernel failed to launch: {exc}") from exc
+        self.calls += 1
+        return s, y
 
     def close(self, barrier: Callable[[], None]) -> None:
         """Wait for every rank's kernels, then unmap and free (collective).

@@ -46,7 +46,8 @@ def describe(engine: Any) -> dict[str, Any]:
               for lay in net.layers]
     collectives = [{"name": lay.name, **{k: lay.attributes.get(k) for k in
                                          ("collective_operation", "reduce_op", "axis")}}
-                   for lay in net.layers if lay.op_type == "DistCollective"]
+                   for lay in net.layers
+                   if lay.op_type in ("DistCollective", "AllReduceAddRMSNorm")]
     plan = engine.memory_plan or {}
     return {"engine": {"name": net.name, "rank": engine.rank, "world_size": engine.world_size,
                        "plan_hash": engine.plan_hash, "device": engine.device,

@@ -15,8 +15,10 @@ from dist_rt.builder.passes import (
     eliminate,
     fold_constants,
     fuse_add_rmsnorm,
+    fuse_allreduce_norm,
     fuse_attention,
     fuse_attention_layout,
+    fuse_matmul_cast,
     fuse_parallel_matmul,
     fuse_rmsnorm,
     fuse_rope,
@@ -102,12 +104,14 @@ class Builder:
         step("fuse_rope", fuse_rope.run, level >= 2)             # x*cos+rot_half(x)*sin -> 1
         step("fuse_attn_layout", fuse_attention_layout.run, level >= 2)  # Attn+Transpose -> bshd
         step("fuse_add_rmsnorm", fuse_add_rmsnorm.run, level >= 2)  # residual Add + RMSNorm -> 1
+        step("fuse_allreduce_norm", fuse_allreduce_norm.run, level >= 2)  # all-reduce + that -> 1
         step("fuse_parallel_mm", fuse_parallel_matmul.run, level >= 2)  # q/k/v, gate/up -> 1 GEMM
         step("merge_weight_only", fuse_weight_only.merge, level >= 2)  # same, int8 weights
         for fuse in FUSION_PASSES:                               # attention, bias+act... fusion
             step(getattr(fuse, "__module__", "fuse").rsplit(".", 1)[-1], fuse, level >= 2)
         step("precision", precision.run)                         # fp16/bf16 weights + casts
         step("eliminate_casts", eliminate.run, level >= 1)       # casts made no-ops by precision
+        step("fuse_matmul_cast", fuse_matmul_cast.run, level >= 2)  # Cast(16-bit MatMul) -> 1
         step("memory_plan", memory_plan.run)                     # arena offsets, peak bytes
         step("tactics", tactics.run,                              # time kernels, keep fastest
              level >= 3 or cfg.timing_cache is not None)

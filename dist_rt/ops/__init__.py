@@ -61,7 +61,9 @@ _MODULES = [
     "silu_mul",
     "rotary_half",
     "add_rms_norm",
+    "all_reduce_add_rms_norm",
     "weight_only_matmul",
+    "matmul_cast",
     # tensor (ops-tensor helper)
     "identity", "dropout", "constant", "shape", "size", "gather", "gather_elements",
     "gather_nd", "reshape", "transpose", "squeeze", "unsqueeze", "concat", "split", "slice",

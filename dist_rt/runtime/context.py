@@ -247,7 +247,7 @@ class ExecutionContext:
                 backend.synchronize()
                 dt = time.perf_counter() - t0
                 self.layer_times[layer.name] = self.layer_times.get(layer.name, 0.0) + dt
-                if layer.op_type == "DistCollective":
+                if layer.op_type in ("DistCollective", "AllReduceAddRMSNorm"):
                     self.collective_seconds += dt
             if len(outs) < len(layer.outputs):
                 raise ExecutionError(f"{where(self._rank, self._world, layer.name, layer.op_type)}"

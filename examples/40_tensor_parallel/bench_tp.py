@@ -426,7 +426,8 @@ def dist_rt_pass(job: Job, n: int, network: Any, cfg: LlamaConfig,
                                        optimization_level=2)).build(local)
         del local
         job.log(f"dist_rt N={n}: built, {engine.weight_bytes / 2**30:.2f} GiB weights on rank "
-                f"{job.rank}")
+                f"{job.rank}; fuse_allreduce_norm: "
+                f"{engine.build_notes.get('fuse_allreduce_norm', 'not run')}")
         gpu = _cupy_timer() if args.device == "cuda" else None
         rows = []
         with engine.create_execution_context() as ctx:

@@ -5,7 +5,8 @@ Modes (argv[1]):
 * ``check``: sizes x dtypes against a float64 NumPy sum, bit-identical results on every
   rank, 1000 back-to-back calls of changing sizes (epoch parity), a CUDA graph replayed 50
   times on new inputs, messages that must go to NCCL (too big, ``max``, a reordered group,
-  float64). With ``DIST_RT_NVLINK_ALLREDUCE=0`` it checks that NCCL runs everything instead.
+  float64), the all-reduce fused with AddRMSNorm against the unfused pair. With
+  ``DIST_RT_NVLINK_ALLREDUCE=0`` it checks that NCCL runs everything instead.
   Prints ``PATH ...`` and ``SUMMARY rank r/n cases=.. failures=..``.
 * ``bench``: median microseconds per all_reduce over 1000 graph-replayed calls (100 replays
   of a 10-call graph, CUDA events) at 8 B, 8 KiB, 32 KiB, 256 KiB; prints ``LAT`` lines
@@ -202,6 +203,69 @@ class Checker:
             self.fails.append("float64: wrong result")
         self.routed("float64", before, nvlink=False)
 
+    def fused_norm(self) -> None:
+        """all_reduce_add_rmsnorm against the unfused pair (this all_reduce, then the CUDA
+        AddRMSNorm kernel): S bit-identical, Y within a 16-bit rounding (the sum of squares
+        is added in another order); eager and graph-replayed; None where it must decline."""
+        from dist_rt.runtime.cuda.kernels import add_rmsnorm
+
+        class Layer:  # the attributes add_rmsnorm reads
+            def attr(self, name, default=None):
+                return {"epsilon": 1e-5}.get(name, default)
+
+        layer, n = Layer(), self.n
+        stream = cp.cuda.get_current_stream()
+        rows_max = self.nv.max_blocks if self.nv is not None else 32
+        for d, dt in enumerate(dtypes()):
+            rtol = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1.6e-2}[dt.name]
+            for k, (rows, cols) in enumerate([(1, 4096), (16, 4096), (3, 1032), (1, 8),
+                                              (rows_max, 2048), (2, 12288)]):
+                case = 7000 + 100 * d + k
+                xs = [make(self.seed, case, r, (rows, cols), dt) for r in range(n)]
+                res = cp.asarray(make(self.seed, case, n, (rows, cols), dt))  # same everywhere
+                w = cp.asarray(make(self.seed, case, n + 1, (cols,), dt))
+                x = cp.asarray(xs[self.rank])
+                want_s, want_y = add_rmsnorm(layer, [self.comm.all_reduce(x), res, w], None)
+                before = self.calls()
+                got = self.comm.all_reduce_add_rmsnorm(x, res, w, 1e-5)
+                label = f"fused {dt.name} {rows}x{cols}"
+                self.cases += 1
+                if got is None:
+                    if self.expect and rows * cols * dt.itemsize <= self.max_bytes:
+                        self.fails.append(f"{label}: declined")
+                    continue
+                self.routed(label, before, nvlink=True)
+                self._same(label, got, want_s, want_y, rtol)
+                # The same call captured and replayed on new inputs.
+                stream.synchronize()
+                stream.begin_capture()
+                got = self.comm.all_reduce_add_rmsnorm(x, res, w, 1e-5)
+                graph = stream.end_capture()
+                for t in range(3):
+                    x[...] = cp.asarray(make(self.seed, case + 50 + t, self.rank, (rows, cols),
+                                             dt))
+                    graph.launch(stream)
+                    want_s, want_y = add_rmsnorm(layer, [self.comm.all_reduce(x), res, w], None)
+                    self._same(f"{label} graph replay {t}", got, want_s, want_y, rtol)
+        # Declines: too many rows for one block each, rows not whole 16-byte vectors.
+        for label, shape in [("rows > max_blocks", (rows_max + 1, 64)), ("cols % 8", (2, 12))]:
+            x = cp.ones(shape, cp.float16)
+            self.cases += 1
+            if self.comm.all_reduce_add_rmsnorm(x, x, x[0], 1e-5) is not None:
+                self.fails.append(f"fused {label}: not declined")
+
+    def _same(self, label, got, want_s, want_y, rtol) -> None:
+        s, y = (cp.asnumpy(a).astype(np.float64) for a in got)
+        ws, wy = (cp.asnumpy(a).astype(np.float64) for a in (want_s, want_y))
+        if not np.array_equal(s, ws):
+            self.fails.append(f"{label}: S differs from the unfused pair at "
+                              f"{int((s != ws).sum())} places")
+        err = np.abs(y - wy) - rtol * (1 + np.abs(wy))
+        if (err > 0).any():
+            self.fails.append(f"{label}: Y off by up to {float(np.abs(y - wy).max())}")
+        if self.expect:
+            self.digests.append(hashlib.sha1(s.tobytes() + y.tobytes()).hexdigest())
+
     def agree(self) -> None:
         """Every rank got bit-identical results (rank order of the sum)."""
         everyone = self.comm.all_gather_object(self.digests)
@@ -219,7 +283,7 @@ def run_check(comm) -> int:
     ck = Checker(comm)
     if active != ck.expect:
         ck.fails.append(f"nvlink active={active}, expected {ck.expect}: {comm.nvlink_status}")
-    for step in (ck.sizes, ck.repeated, ck.graph, ck.nccl_routes, ck.agree):
+    for step in (ck.sizes, ck.repeated, ck.graph, ck.nccl_routes, ck.fused_norm, ck.agree):
         try:
             step()
         except Exception as exc:  # noqa: BLE001 - report every failure, keep the ranks in step

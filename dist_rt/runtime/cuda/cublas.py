@@ -13,13 +13,10 @@ calls ``cudaMalloc`` while capturing.
 Row-major trick: cuBLAS is column-major, so ``C = A @ B`` (row-major M x N) is computed as
 ``C^T = B^T A^T`` in column-major terms: ``gemm(N, N, m=N, n=M, k=K, B, A, C)``. All GEMMs
 here use ``CUBLAS_COMPUTE_32F`` (float32 accumulation; tensor cores for fp16/bf16) and the
-default algorithm unless the caller passes a ``cublasGemmAlgo_t`` (the tactic-selection pass
-times a few, see :mod:`dist_rt.runtime.cuda.tactics`). An explicit algorithm the library
-rejects for a shape or dtype (``CUBLAS_STATUS_NOT_SUPPORTED``) falls back to the default one,
-so a tactic recorded for one shape stays valid for the others of a dynamic profile.
-
-Rejected alternative: cuBLASLt with a heuristic-chosen algorithm per shape is a few percent
-faster on some shapes, but needs descriptors per shape and much more binding code.
+default algorithm unless the caller passes a ``cublasGemmAlgo_t``. An explicit algorithm the
+library rejects for a shape or dtype (``CUBLAS_STATUS_NOT_SUPPORTED``) falls back to the
+default one. The GEMM tactics the builder times are cuBLASLt's per-problem algorithm lists
+(:mod:`dist_rt.runtime.cuda.cublaslt`), not these hints, which recent GPUs mostly ignore.
 """
 
 from __future__ import annotations
@@ -166,23 +163,46 @@ def _gemm(fn, args: list, algo: int, what: str) -> None:
 
 
 def matmul2d(a: cupy.ndarray, b: cupy.ndarray, out: cupy.ndarray | None = None,
-             trans_b: bool = False, algo: int = _GEMM_DEFAULT) -> cupy.ndarray:
+             trans_b: bool = False, algo: int = _GEMM_DEFAULT,
+             out_dtype: np.dtype | None = None) -> cupy.ndarray:
     """``a @ b`` (or ``a @ b.T`` with ``trans_b``) for 2-D arrays of one dtype.
 
     Args:
         a: (M, K), rows contiguous (any row stride).
         b: (K, N), or (N, K) with ``trans_b``; rows contiguous.
-        out: Optional (M, N) C-contiguous result buffer.
+        out: Optional (M, N) C-contiguous result buffer, of the result's dtype.
         trans_b: Read ``b`` as (N, K) and use its transpose.
         algo: ``cublasGemmAlgo_t`` (default: ``CUBLAS_GEMM_DEFAULT``).
+        out_dtype: The result's dtype: None or a's dtype, or float32 for 16-bit ``a`` and
+            ``b``. float32 is written straight from the float32 accumulator (Ctype
+            ``CUDA_R_32F`` with 16-bit Atype/Btype under ``CUBLAS_COMPUTE_32F``, a
+            combination the cuBLAS docs list for ``cublasGemmEx``), so the product is
+            rounded once instead of to 16 bits first.
 
     Returns:
-        The (M, N) product in a's dtype (float32 accumulation).
+        The (M, N) product in ``out_dtype`` (a's dtype by default; float32 accumulation).
+
+    Raises:
+        ExecutionError: ``out_dtype`` is neither a's dtype nor float32, or ``out`` is not of
+            the result's dtype.
     """
     a = a if _row_major(a) else cupy.ascontiguousarray(a)
     b = b if _row_major(b) else cupy.ascontiguousarray(b)
     m, k = a.shape
     n = b.shape[0] if trans_b else b.shape[1]
+    t = cuda_type(a.dtype)
+    t_out = t
+    if out_dtype is not None and np.dtype(out_dtype) != a.dtype:
+        # Only the widening cuBLAS documents: 16-bit (or float32) inputs, float32 output.
+        if np.dtype(out_dtype) != np.float32:
+            raise ExecutionError(f"matmul2d: {a.dtype} inputs cannot give "
+                                 f"{np.dtype(out_dtype).name} output; expected {a.dtype} or "
+                                 f"float32")
+        t_out = cuda_type(np.float32)
+        if out is None:
+            out = cupy.empty((m, n), dtype=np.float32)
+        elif out.dtype != np.float32:
+            raise ExecutionError(f"matmul2d: out is {out.dtype}, expected float32")
     if out is None:
         out = cupy.empty((m, n), dtype=a.dtype)
     if m == 0 or n == 0:
@@ -190,11 +210,10 @@ def matmul2d(a: cupy.ndarray, b: cupy.ndarray, out: cupy.ndarray | None = None,
     if k == 0:
         out.fill(0)
         return out
-    t = cuda_type(a.dtype)
     _gemm(_lib().cublasGemmEx, [
         _handle(), _OP_T if trans_b else _OP_N, _OP_N, n, m, k, ctypes.byref(_ONE),
         b.data.ptr, t, _ld(b), a.data.ptr, t, _ld(a), ctypes.byref(_ZERO),
-        out.data.ptr, t, _ld(out), _COMPUTE_32F], algo, "cublasGemmEx")
+        out.data.ptr, t_out, _ld(out), _COMPUTE_32F], algo, "cublasGemmEx")
     return out
 
 
