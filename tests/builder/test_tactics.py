@@ -157,6 +157,9 @@ class TestPass:
         for lay in matmuls:
             assert lay.metadata["tactic"] == engine.tactics[lay.name]
             assert engine.tactics[lay.name] in ("default", "flat2d", "einsum")
+            # The shapes it was timed at travel with it (CUDA's lt<i> keeps to them).
+            shapes = lay.metadata["tactic_shapes"]
+            assert shapes[0][:2] == [4, 24] and shapes[1] == list(lay.inputs[1].shape)
         assert "6 layers: 0 cached, 6 timed" in engine.build_notes["tactics"]
         x = np.random.default_rng(1).standard_normal((4, 24, 192)).astype(np.float32)
         ref = Builder(BuilderConfig(optimization_level=0)).build(net)
@@ -170,6 +173,31 @@ class TestPass:
         net = mlp(np.random.default_rng(0))
         engine = Builder(BuilderConfig()).build(net, input_shapes={"x": (4, 24, 192)})
         assert engine.tactics == {} and not count_timing
+
+    def test_samples_run_back_to_back_calls(self, monkeypatch):
+        """A fast call is timed in runs of many calls (SAMPLE_MS), a slow one alone."""
+        runs = [0]  # calls since the last synchronize
+
+        class Backend:
+            def synchronize(self):
+                runs.append(0)
+
+            def make_run_context(self):
+                return None
+
+        def tactic(name, seconds):
+            def run(layer, inputs, rt):
+                runs[-1] += 1
+                time.sleep(seconds)
+                return [0]
+            return tactics.Tactic(name, run)
+
+        layer = mlp(np.random.default_rng(0)).layers[0]
+        times = tactic_pass.time_tactics(layer, [tactic("fast", 0.0), tactic("slow", 0.004)],
+                                         [], Backend())
+        assert set(times) == {"fast", "slow"} and times["slow"] >= 4.0
+        assert max(runs) > 5 and max(runs) <= tactic_pass.MAX_CALLS  # the fast samples
+        assert times["fast"] < times["slow"]
 
     def test_choose_needs_a_real_gain(self):
         assert tactic_pass.choose({"default": 1.0, "einsum": 0.97}) == "default"

@@ -4,8 +4,9 @@ For every layer with more than one applicable tactic (:mod:`dist_rt.builder.tact
 pass builds a :func:`signature` (op, domain, attributes, input shapes and dtypes, backend,
 device arch, dist_rt version) and looks it up in the timing cache; on a miss it runs every
 tactic on random inputs of the layer's static shapes (constants use their real weights),
-one warm-up call then the median of a few timed calls, synchronizing the device around
-each, and stores the times. Equal signatures are timed once per build (a transformer's
+one warm-up call then the median of a few timed samples, each a run of back-to-back calls
+lasting about :data:`SAMPLE_MS` between two device synchronizations (so launch latency and
+the synchronization do not hide microsecond differences), and stores the times. Equal signatures are timed once per build (a transformer's
 blocks share them), and a warm cache file skips timing altogether.
 
 The choice goes to ``layer.metadata["tactic"]`` (what the backends read) and
@@ -38,8 +39,13 @@ from dist_rt.network import Layer, Network
 
 #: A non-default tactic must be at least this much faster than the default to be chosen.
 MIN_GAIN = 0.05
-#: Timed calls per tactic (after one warm-up); fewer when one call is slow.
+#: Timed samples per tactic (after a warm-up call); fewer when one call is slow.
 REPEATS = 5
+#: Back-to-back calls per sample make it last about this long (ms), so one host
+#: synchronization and the launch latency do not swamp a kernel of a few microseconds.
+SAMPLE_MS = 1.0
+#: At most this many calls per sample.
+MAX_CALLS = 200
 #: Aim for about this many milliseconds of timed calls per tactic.
 BUDGET_MS = 20.0
 
@@ -126,27 +132,30 @@ def time_tactics(layer: Layer, candidates: Sequence[_tactics.Tactic], inputs: Se
                     return backend.run_layer(layer, inputs, rt)
                 return tactic.run(layer, inputs, rt)
 
-            backend.synchronize()
-            t0 = time.perf_counter()
             try:
-                if call() is None:
+                if call() is None:  # warm-up: compiles, allocates, fills caches
                     continue  # declined these inputs
             except (DistRtError, ValueError, TypeError, IndexError, MemoryError):
                 continue  # cannot run here (e.g. a cuBLAS algo the GPU lacks): not a candidate
-            backend.synchronize()
-            first_ms = (time.perf_counter() - t0) * 1e3
-            repeats = max(1, min(REPEATS, int(BUDGET_MS / max(first_ms, 1e-3))))
-            samples = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                call()
-                backend.synchronize()
-                samples.append((time.perf_counter() - t0) * 1e3)
-            times[tactic.name] = statistics.median(samples)
+            one_ms = _sample(call, 1, backend)
+            calls = max(1, min(MAX_CALLS, int(SAMPLE_MS / max(one_ms, 1e-4))))
+            repeats = max(1, min(REPEATS, int(BUDGET_MS / max(one_ms * calls, 1e-3))))
+            times[tactic.name] = statistics.median(_sample(call, calls, backend)
+                                                   for _ in range(repeats))
     finally:
         if saved is not None:
             layer.metadata["tactic"] = saved
     return times
+
+
+def _sample(call, calls: int, backend: Any) -> float:
+    """Milliseconds per call of ``calls`` back-to-back calls between two synchronizations."""
+    backend.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        call()
+    backend.synchronize()
+    return (time.perf_counter() - t0) * 1e3 / calls
 
 
 def choose(times: dict[str, float]) -> str:
@@ -207,6 +216,9 @@ def run(network: Network, state: BuildState) -> str:
             cache.put(key, choice, times)
             timed += 1
         layer.metadata["tactic"] = choice
+        # The shapes it won at: a tactic may keep to them (cuBLASLt's ``lt<i>`` names the
+        # i-th kernel of a per-problem list, another, untimed kernel at other shapes).
+        layer.metadata["tactic_shapes"] = [None if s is None else list(s[0]) for s in specs]
         state.tactics[layer.name] = choice
         chosen += 1
     cache.save()
