@@ -14,6 +14,7 @@ Usage: ``python examples/60_builder/bench_builder.py [--small] [--json out.json]
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import json
 import os
@@ -72,6 +73,9 @@ def main() -> int:
             print(f"level-3 build, {attempt} timing cache: {times[-1]:.2f} s; "
                   f"{engine.build_notes.get('tactics', '')}", flush=True)
             chosen = {k: v for k, v in engine.tactics.items()}
+            kinds = collections.Counter(f"{engine.network.layer(k).op_type}:{v}"
+                                        for k, v in chosen.items())
+            print(f"  chosen tactics: {dict(sorted(kinds.items()))}", flush=True)
             del engine
             gc.collect()
         report["cache"] = {"cold_s": times[0], "warm_s": times[1],

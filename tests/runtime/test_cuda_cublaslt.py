@@ -269,8 +269,10 @@ class TestLtTactics:
         np.testing.assert_array_equal(cp.asnumpy(y), np.full((4, 8, 16), 32, np.float16))
 
     def test_other_shapes_take_the_default(self, cp, lt, cuda, monkeypatch):
-        """lt<i> runs cuBLASLt only at the shapes it was timed at (tactic_shapes)."""
-        tactics, rt = cuda
+        """A recorded lt<i> runs cuBLASLt only at the shapes it was timed at."""
+        from dist_rt.runtime.cuda import tactics as cuda_tactics
+
+        _, rt = cuda
         rng = np.random.default_rng(9)
         b = rng.standard_normal((64, 24)).astype(np.float16)
         layer = _layer("MatMul", [np.ones((4, 64), np.float16), b])
@@ -281,7 +283,8 @@ class TestLtTactics:
                             or real(*a, **kw))
         for rows in (4, 3):
             a = rng.standard_normal((rows, 64)).astype(np.float16)
-            (y,) = tactics.run_tactic("cuda", layer, "lt0", [cp.asarray(a), cp.asarray(b)], rt)
+            run = cuda_tactics.wrapper(layer, "lt0")
+            (y,) = run(layer, [cp.asarray(a), cp.asarray(b)], rt)
             _check(cp.asnumpy(y), a.astype(np.float64) @ b.astype(np.float64), "float16", "lt0")
         assert used == [(4, 64)]
 

@@ -216,8 +216,9 @@ def run(network: Network, state: BuildState) -> str:
             cache.put(key, choice, times)
             timed += 1
         layer.metadata["tactic"] = choice
-        # The shapes it won at: a tactic may keep to them (cuBLASLt's ``lt<i>`` names the
-        # i-th kernel of a per-problem list, another, untimed kernel at other shapes).
+        # The shapes it won at: the CUDA backend runs it only there (another shape of a
+        # dynamic profile may favour another tactic, and cuBLASLt's ``lt<i>`` would even name
+        # another, untimed kernel).
         layer.metadata["tactic_shapes"] = [None if s is None else list(s[0]) for s in specs]
         state.tactics[layer.name] = choice
         chosen += 1

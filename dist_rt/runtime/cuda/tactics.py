@@ -58,11 +58,6 @@ def _lt(index: int):
     """Run function of ``lt<index>``: flattened rows @ 2-D B with that cuBLASLt algorithm."""
     def run(layer, inputs, rt):
         a, b = inputs
-        timed = layer.metadata.get("tactic_shapes")
-        if timed and timed[0] is not None and list(a.shape) != list(timed[0]):
-            # The i-th kernel of another problem's list was never timed: the default GEMM.
-            # (At 1x1 the 1x128 winner's index cost 1.168 vs 1.071 ms, 1B Llama on H100.)
-            return kernels.matmul(layer, inputs, rt)
         if (a.ndim >= 2 and b.ndim == 2 and a.dtype == b.dtype and a.shape[-1] == b.shape[0]
                 and a.size and b.size and cublaslt.cuda_type(a.dtype) is not None
                 and cublaslt.is_available()):
@@ -132,11 +127,28 @@ TACTICS: dict[tuple[str, str], tuple[Tactic, ...]] = {
 
 
 def wrapper(layer: Any, name: str | None):
-    """The run function of the tactic ``name`` recorded on ``layer``, or None (default path)."""
+    """The run function of the tactic ``name`` recorded on ``layer``, or None (default path).
+
+    A tactic runs only at the input shapes it was timed at (``layer.metadata
+    ["tactic_shapes"]``, recorded by the tactic pass); other shapes of a dynamic profile take
+    the default path. Measured on the 1B Llama (H100), tactics timed at 1x128 and applied
+    everywhere cost 1x1 1.168 vs 1.071 ms (cuBLASLt's ``lt<i>`` names another, untimed
+    kernel at another problem) and 8x2048 346 vs 56 ms (the CUDA-core attention kernel that
+    won at 128 queries, at 2048).
+    """
     if name is None or name == DEFAULT:
         return None
     domain = "" if layer.domain in ("", "ai.onnx") else layer.domain
-    for tactic in TACTICS.get((domain, layer.op_type), ()):
-        if tactic.name == name:
-            return tactic.run
-    return None
+    run = next((t.run for t in TACTICS.get((domain, layer.op_type), ()) if t.name == name),
+               None)
+    timed = layer.metadata.get("tactic_shapes")
+    if run is None or not timed:
+        return run
+    default = kernels.lookup(layer)
+
+    def at_timed_shapes(layer, inputs, rt):
+        if [None if a is None else list(a.shape) for a in inputs] != timed:
+            return default(layer, inputs, rt) if default is not None else None
+        return run(layer, inputs, rt)
+
+    return at_timed_shapes
