@@ -199,6 +199,22 @@ class TestPass:
         assert max(runs) > 5 and max(runs) <= tactic_pass.MAX_CALLS  # the fast samples
         assert times["fast"] < times["slow"]
 
+    def test_rotation_keeps_operands_out_of_cache(self):
+        class Backend:
+            def __init__(self, cache):
+                self.cache = cache
+
+            def cache_bytes(self):
+                return self.cache
+
+        a, w = np.ones((4, 64), np.float32), np.ones((64, 256), np.float32)  # 1 KiB + 64 KiB
+        sets = tactic_pass._rotation([a, w, None], Backend(256 << 10))
+        assert len(sets) == 8 and sets[0][0] is a  # 8 x 65 KiB >= 2 x 256 KiB
+        assert all(s[2] is None and s[1] is not w and np.array_equal(s[1], w) for s in sets[1:])
+        assert len(tactic_pass._rotation([a, w], Backend(1 << 30))) == tactic_pass.MAX_COPIES
+        assert tactic_pass._rotation([a, w], Backend(0)) == [[a, w]]
+        assert tactic_pass._rotation([a, w], object()) == [[a, w]]  # no cache_bytes: as is
+
     def test_choose_needs_a_real_gain(self):
         assert tactic_pass.choose({"default": 1.0, "einsum": 0.97}) == "default"
         assert tactic_pass.choose({"default": 1.0, "einsum": 0.5, "flat2d": 0.6}) == "einsum"

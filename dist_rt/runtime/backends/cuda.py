@@ -43,6 +43,11 @@ def device_arch() -> str:
     return f"sm_{cupy.cuda.Device().compute_capability}"
 
 
+def cache_bytes() -> int:
+    """The current device's L2 cache size in bytes (tactic timing keeps operands out of it)."""
+    return int(cupy.cuda.Device().attributes.get("L2CacheSize", 0))
+
+
 def to_device(array: Any) -> Any:
     """A device array: CuPy arrays are returned as they are, anything else is copied.
 

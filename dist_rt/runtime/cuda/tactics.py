@@ -18,8 +18,8 @@ each list is the backend's ordinary path (the fused-kernel dispatch of
   results equal the default's up to summation order.
 * ``dist_rt::Attention``: the tensor-core flash kernel (``tc``: 16 query rows a warp;
   ``tc2``: 32, re-reading Q from shared memory; fp16/bf16, D % 16 == 0 and <= 128) vs. the
-  CUDA-core flash-style kernel vs. cuBLAS + fused softmax vs. causal query
-  chunks, whatever the query length (the default takes the CUDA-core kernel up to 16
+  CUDA-core flash-style kernel (up to :data:`FLASH_TACTIC_MAX_QUERIES` queries) vs. cuBLAS +
+  fused softmax vs. causal query chunks, whatever the query length (the default takes the CUDA-core kernel up to 16
   queries and ``tc2`` above; the best switch point depends on the GPU, heads and head size).
 
 Removed: the ``cublasGemmAlgo_t`` hints ``cublas_tensor_op``, ``cublas_algo0``,
@@ -98,8 +98,17 @@ def _no_mask(specs: list[Spec]) -> bool:
             and kernels._type_of(specs[0][1]) is not None)
 
 
+#: Most queries the CUDA-core attention kernel is a tactic for. It is timed on contiguous
+#: q/k/v, but in a model V is a strided view of the merged QKV projection, which this
+#: kernel reads far slower than the tensor-core one: at 128 queries it won the timing and
+#: made the 1B Llama 1.755 instead of 1.223 ms (H100). Near the default's switch point (16)
+#: the choice is a real one.
+FLASH_TACTIC_MAX_QUERIES = 64
+
+
 def _flash_applies(layer: Any, specs: list[Spec]) -> bool:
-    return _no_mask(specs) and specs[0][0][3] <= MAX_HEAD_DIM
+    return (_no_mask(specs) and specs[0][0][3] <= MAX_HEAD_DIM
+            and specs[0][0][2] <= FLASH_TACTIC_MAX_QUERIES)
 
 
 def _tc_applies(layer: Any, specs: list[Spec]) -> bool:
