@@ -456,13 +456,18 @@ class NvlinkAllReduce:
         blocks, threads = launch_shape(x.size, x.itemsize, self.max_blocks)
         args = (np.uint64(x.data.ptr), np.uint64(out.data.ptr), np.int64(x.size),
                 np.int32(x.data.ptr % 16 == 0), np.int32(out.data.ptr % 16 == 0), *self._fixed)
-        try:
-            self._fns["allreduce_one_shot", x.dtype.name]((blocks,), (threads,), args)
-        except cp.cuda.driver.CUDADriverError as exc:
-            raise CommunicatorError(f"rank {self.rank}/{self.size}, all_reduce: the nvlink "
-                                    f"one-shot kernel failed to launch: {exc}") from exc
-        self.calls += 1
+        self._launch("allreduce_one_shot", x.dtype.name, blocks, threads, args, "all_reduce")
         return out
+
+    def _launch(self, kernel: str, dtype: str, blocks: int, threads: int, args: tuple,
+                what: str) -> None:
+        """Launch one of the kernels on the current stream and count the call."""
+        try:
+            self._fns[kernel, dtype]((blocks,), (threads,), args)
+        except self._cp.cuda.driver.CUDADriverError as exc:
+            raise CommunicatorError(f"rank {self.rank}/{self.size}, {what}: the nvlink "
+                                    f"kernel {kernel} failed to launch: {exc}") from exc
+        self.calls += 1
 
     def accepts_norm(self, x: Any, residual: Any, weight: Any) -> bool:
         """True when :meth:`all_reduce_add_rmsnorm` takes these arrays.
@@ -509,12 +514,8 @@ class NvlinkAllReduce:
         args = (u64(x.data.ptr), u64(residual.data.ptr), u64(weight.data.ptr),
                 u64(s.data.ptr), u64(y.data.ptr), np.int32(cols), np.float32(eps),
                 *self._fixed)
-        try:
-            self._fns["allreduce_add_rmsnorm", x.dtype.name]((rows,), (threads,), args)
-        except cp.cuda.driver.CUDADriverError as exc:
-            raise CommunicatorError(f"rank {self.rank}/{self.size}, all_reduce + AddRMSNorm: "
-                                    f"the nvlink kernel failed to launch: {exc}") from exc
-        self.calls += 1
+        self._launch("allreduce_add_rmsnorm", x.dtype.name, rows, threads, args,
+                     "all_reduce + AddRMSNorm")
         return s, y
 
     def close(self, barrier: Callable[[], None]) -> None:

@@ -22,7 +22,8 @@ def _net(x_shape=(2, 8), r_shape=(2, 8), w_shape=(8,), nb_ranks=2) -> Network:
     net.opsets["dist_rt"] = 1
     layer = net.add_layer("AllReduceAddRMSNorm", [x, r, w],
                           {"collective_operation": "all_reduce", "reduce_op": "sum",
-                           "epsilon": 1e-5}, domain="dist_rt", name="fused", outputs=["s", "y"], infer=False)
+                           "epsilon": 1e-5}, domain="dist_rt", name="fused",
+                          outputs=["s", "y"], infer=False)
     layer.nb_ranks = nb_ranks
     return net
 

@@ -6,8 +6,10 @@ device arch, dist_rt version) and looks it up in the timing cache; on a miss it 
 tactic on random inputs of the layer's static shapes (constants use their real weights),
 one warm-up call then the median of a few timed samples, each a run of back-to-back calls
 lasting about :data:`SAMPLE_MS` between two device synchronizations (so launch latency and
-the synchronization do not hide microsecond differences), and stores the times. Equal signatures are timed once per build (a transformer's
-blocks share them), and a warm cache file skips timing altogether.
+the synchronization do not hide microsecond differences), rotating through copies of the
+inputs so they are not served from the L2 cache, and stores the times. Equal signatures are
+timed once per build (a transformer's blocks share them), and a warm cache file skips
+timing altogether.
 
 The choice goes to ``layer.metadata["tactic"]`` (what the backends read) and
 ``state.tactics`` (the engine's ``tactics``: the plan file and ``python -m dist_rt.inspect``

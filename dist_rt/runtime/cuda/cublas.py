@@ -22,13 +22,13 @@ default one. The GEMM tactics the builder times are cuBLASLt's per-problem algor
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 import cupy
 import numpy as np
 
 from dist_rt import dtypes
 from dist_rt.errors import ExecutionError
+from dist_rt.runtime.cuda import _libs
 
 #: cudaDataType_t per NumPy dtype name.
 _CUDA_TYPES = {"float32": 0, "float16": 2, "bfloat16": 14}
@@ -48,29 +48,10 @@ _ZERO = ctypes.c_float(0.0)
 def _find_library() -> ctypes.CDLL:
     """The libcublas already mapped into this process (CuPy's), else one from the path."""
     cupy.cuda.device.get_cublas_handle()  # makes CuPy load its libcublas first
-    candidates: list[str] = []
-    try:
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                path = line.split()[-1]
-                base = path.rsplit("/", 1)[-1]
-                if base.startswith("libcublas.so") and path not in candidates:
-                    candidates.append(path)
-    except OSError:
-        pass  # not Linux: fall back to the loader's search
+    candidates = _libs.mapped("libcublas.so")
     candidates += ["libcublas.so.13", "libcublas.so.12", "libcublas.so"]
-    found = ctypes.util.find_library("cublas")
-    if found:
-        candidates.append(found)
-    errors = []
-    for name in candidates:
-        try:
-            lib = ctypes.CDLL(name)
-            lib.cublasGemmEx  # noqa: B018 - raises AttributeError when absent
-            return lib
-        except (OSError, AttributeError) as exc:
-            errors.append(f"{name}: {exc}")
-    raise ExecutionError("cuBLAS library not found for direct GEMMs: " + "; ".join(errors))
+    return _libs.open_first(candidates, "cublas", "cublasGemmEx",
+                            "cuBLAS library for direct GEMMs")
 
 
 def _lib() -> ctypes.CDLL:

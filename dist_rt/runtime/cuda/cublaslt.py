@@ -52,7 +52,6 @@ already ranks as slow, and its ids mean nothing across cuBLAS versions.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +60,7 @@ import numpy as np
 
 from dist_rt import dtypes
 from dist_rt.errors import ExecutionError
+from dist_rt.runtime.cuda import _libs
 
 try:
     import cupy
@@ -188,40 +188,16 @@ _ONE = ctypes.c_float(1.0)
 _ZERO = ctypes.c_float(0.0)
 
 
-def _mapped(prefix: str) -> list[str]:
-    """Paths of the shared objects named ``prefix*`` mapped into this process."""
-    paths: list[str] = []
-    try:
-        with open("/proc/self/maps") as maps:
-            for line in maps:
-                path = line.split()[-1]
-                if os.path.basename(path).startswith(prefix) and path not in paths:
-                    paths.append(path)
-    except OSError:
-        pass  # not Linux: the loader's search below
-    return paths
-
-
 def _find_library() -> ctypes.CDLL:
     """The libcublasLt CuPy's libcublas loaded, else one next to it, else the loader's."""
     cupy.cuda.device.get_cublas_handle()  # CuPy loads libcublas, which maps libcublasLt
-    candidates = _mapped("libcublasLt.so")
-    for path in _mapped("libcublas.so"):  # libcublas.so.12 -> libcublasLt.so.12
+    candidates = _libs.mapped("libcublasLt.so")
+    for path in _libs.mapped("libcublas.so"):  # libcublas.so.12 -> libcublasLt.so.12
         folder, base = os.path.split(path)
         candidates.append(os.path.join(folder, "libcublasLt.so" + base[len("libcublas.so"):]))
     candidates += ["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"]
-    found = ctypes.util.find_library("cublasLt")
-    if found:
-        candidates.append(found)
-    errors = []
-    for name in candidates:
-        try:
-            lib = ctypes.CDLL(name)
-            lib.cublasLtMatmulAlgoGetHeuristic  # noqa: B018 - raises AttributeError when absent
-            return lib
-        except (OSError, AttributeError) as exc:
-            errors.append(f"{name}: {exc}")
-    raise ExecutionError("cuBLASLt library not found: " + "; ".join(errors))
+    return _libs.open_first(candidates, "cublasLt", "cublasLtMatmulAlgoGetHeuristic",
+                            "cuBLASLt library")
 
 
 def _lib() -> ctypes.CDLL:
