@@ -1,7 +1,11 @@
-"""Finding the CUDA math libraries CuPy already loaded (no CuPy import: CPU tests use it).
+"""What the two ctypes cuBLAS bindings (``cublas.py``, ``cublaslt.py``) share; no CuPy import
+(CPU tests use it).
 
-Binding to the very ``libcublas``/``libcublasLt`` mapped into the process keeps our ctypes
-calls on the same library version as CuPy's own, whatever the loader path says.
+* Finding the library: binding to the very ``libcublas``/``libcublasLt`` mapped into the
+  process keeps our calls on the same library version as CuPy's own, whatever the loader
+  path says.
+* The enums both pass, status checks, and the row-major operand rules (a 2-D view whose
+  rows are contiguous goes to cuBLAS as it is, with its row stride as leading dimension).
 """
 
 from __future__ import annotations
@@ -10,8 +14,17 @@ import ctypes
 import ctypes.util
 import os
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
+
+from dist_rt import dtypes
 from dist_rt.errors import ExecutionError
+
+#: cudaDataType_t per NumPy dtype name (library_types.h: CUDA_R_32F, CUDA_R_16F, CUDA_R_16BF).
+CUDA_TYPES = {"float32": 0, "float16": 2, "bfloat16": 14}
+COMPUTE_32F = 68   # cublasComputeType_t CUBLAS_COMPUTE_32F
+OP_N, OP_T = 0, 1  # cublasOperation_t
 
 
 def mapped(prefix: str) -> list[str]:
@@ -49,3 +62,26 @@ def open_first(candidates: Sequence[str], loader_name: str, symbol: str,
         except (OSError, AttributeError) as exc:
             errors.append(f"{name}: {exc}")
     raise ExecutionError(f"{what} not found: " + "; ".join(errors))
+
+
+def check(status: int, what: str) -> None:
+    """Raise ExecutionError naming ``what`` when a cuBLAS(Lt) call returned a non-zero status."""
+    if status != 0:
+        raise ExecutionError(f"{what} failed with cuBLAS status {status}")
+
+
+def cuda_type(dtype: Any) -> int | None:
+    """cudaDataType_t of a NumPy dtype, or None when these GEMMs do not take it."""
+    dt = np.dtype(dtype)
+    return CUDA_TYPES["bfloat16"] if dt == dtypes.bfloat16 else CUDA_TYPES.get(dt.name)
+
+
+def ld(x: Any) -> int:
+    """Leading dimension (elements between rows) of a 2-D row-major view."""
+    return max(x.strides[0] // x.itemsize, x.shape[1], 1)
+
+
+def row_major(x: Any) -> bool:
+    """True for a 2-D view whose rows are contiguous and do not overlap."""
+    return x.ndim == 2 and (x.shape[1] <= 1 or x.strides[1] == x.itemsize) and \
+        (x.shape[0] <= 1 or x.strides[0] >= x.shape[1] * x.itemsize)

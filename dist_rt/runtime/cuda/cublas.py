@@ -12,11 +12,10 @@ calls ``cudaMalloc`` while capturing.
 
 Row-major trick: cuBLAS is column-major, so ``C = A @ B`` (row-major M x N) is computed as
 ``C^T = B^T A^T`` in column-major terms: ``gemm(N, N, m=N, n=M, k=K, B, A, C)``. All GEMMs
-here use ``CUBLAS_COMPUTE_32F`` (float32 accumulation; tensor cores for fp16/bf16) and the
-default algorithm unless the caller passes a ``cublasGemmAlgo_t``. An explicit algorithm the
-library rejects for a shape or dtype (``CUBLAS_STATUS_NOT_SUPPORTED``) falls back to the
-default one. The GEMM tactics the builder times are cuBLASLt's per-problem algorithm lists
-(:mod:`dist_rt.runtime.cuda.cublaslt`), not these hints, which recent GPUs mostly ignore.
+here use ``CUBLAS_COMPUTE_32F`` (float32 accumulation; tensor cores for fp16/bf16) and
+``CUBLAS_GEMM_DEFAULT``. The GEMM tactics the builder times are cuBLASLt's per-problem
+algorithm lists (:mod:`dist_rt.runtime.cuda.cublaslt`), not ``cublasGemmAlgo_t`` hints,
+which recent GPUs ignore.
 """
 
 from __future__ import annotations
@@ -26,16 +25,11 @@ import ctypes
 import cupy
 import numpy as np
 
-from dist_rt import dtypes
 from dist_rt.errors import ExecutionError
 from dist_rt.runtime.cuda import _libs
+from dist_rt.runtime.cuda._libs import COMPUTE_32F, OP_N, OP_T, check, cuda_type, ld, row_major
 
-#: cudaDataType_t per NumPy dtype name.
-_CUDA_TYPES = {"float32": 0, "float16": 2, "bfloat16": 14}
-_COMPUTE_32F = 68          # CUBLAS_COMPUTE_32F
 _GEMM_DEFAULT = -1         # CUBLAS_GEMM_DEFAULT (tensor ops allowed for 16-bit types)
-GEMM_DEFAULT = _GEMM_DEFAULT
-_OP_N, _OP_T = 0, 1
 #: Workspace per handle; cuBLAS recommends 32 MiB on Hopper.
 WORKSPACE_BYTES = 32 << 20
 
@@ -71,23 +65,18 @@ def _lib() -> ctypes.CDLL:
     return _LIB
 
 
-def _check(status: int, what: str) -> None:
-    if status != 0:
-        raise ExecutionError(f"{what} failed with cuBLAS status {status}")
-
-
 class _Handle:
     """One cuBLAS handle of one device, its workspace and the stream it is bound to."""
 
     def __init__(self) -> None:
         lib = _lib()
         self.ptr = ctypes.c_void_p()
-        _check(lib.cublasCreate_v2(ctypes.byref(self.ptr)), "cublasCreate")
+        check(lib.cublasCreate_v2(ctypes.byref(self.ptr)), "cublasCreate")
         if cupy.cuda.get_current_stream().is_capturing():
             raise ExecutionError("the direct cuBLAS handle must be made before a capture "
                                  "(run once eagerly first)")
         self.workspace = cupy.empty(WORKSPACE_BYTES, dtype=np.uint8)
-        _check(lib.cublasSetWorkspace_v2(self.ptr, self.workspace.data.ptr, WORKSPACE_BYTES),
+        check(lib.cublasSetWorkspace_v2(self.ptr, self.workspace.data.ptr, WORKSPACE_BYTES),
                "cublasSetWorkspace")
         self.stream = -1
 
@@ -95,7 +84,7 @@ class _Handle:
         """The handle, bound to CuPy's current stream (a host-only call, capture-safe)."""
         stream = cupy.cuda.get_current_stream().ptr
         if stream != self.stream:
-            _check(_lib().cublasSetStream_v2(self.ptr, stream), "cublasSetStream")
+            check(_lib().cublasSetStream_v2(self.ptr, stream), "cublasSetStream")
             self.stream = stream
         return self.ptr
 
@@ -110,12 +99,6 @@ def _handle() -> ctypes.c_void_p:
     return h.bind()
 
 
-def cuda_type(dtype) -> int | None:
-    """cudaDataType_t of a NumPy dtype, or None when these GEMMs do not take it."""
-    dt = np.dtype(dtype)
-    return _CUDA_TYPES["bfloat16"] if dt == dtypes.bfloat16 else _CUDA_TYPES.get(dt.name)
-
-
 def is_available() -> bool:
     """True when the direct binding loads (else callers use ``cupy.matmul``)."""
     try:
@@ -125,27 +108,8 @@ def is_available() -> bool:
     return True
 
 
-def _ld(x: cupy.ndarray) -> int:
-    """Leading dimension (elements between rows) of a 2-D row-major view."""
-    return max(x.strides[0] // x.itemsize, x.shape[1], 1)
-
-
-def _row_major(x: cupy.ndarray) -> bool:
-    return x.ndim == 2 and (x.shape[1] <= 1 or x.strides[1] == x.itemsize) and \
-        (x.shape[0] <= 1 or x.strides[0] >= x.shape[1] * x.itemsize)
-
-
-def _gemm(fn, args: list, algo: int, what: str) -> None:
-    """Call a ``*GemmEx`` with ``algo`` (last argument); retry with the default on rejection."""
-    status = fn(*args, algo)
-    if status != 0 and algo != _GEMM_DEFAULT:
-        status = fn(*args, _GEMM_DEFAULT)
-    _check(status, what)
-
-
 def matmul2d(a: cupy.ndarray, b: cupy.ndarray, out: cupy.ndarray | None = None,
-             trans_b: bool = False, algo: int = _GEMM_DEFAULT,
-             out_dtype: np.dtype | None = None) -> cupy.ndarray:
+             trans_b: bool = False, out_dtype: np.dtype | None = None) -> cupy.ndarray:
     """``a @ b`` (or ``a @ b.T`` with ``trans_b``) for 2-D arrays of one dtype.
 
     Args:
@@ -153,7 +117,6 @@ def matmul2d(a: cupy.ndarray, b: cupy.ndarray, out: cupy.ndarray | None = None,
         b: (K, N), or (N, K) with ``trans_b``; rows contiguous.
         out: Optional (M, N) C-contiguous result buffer, of the result's dtype.
         trans_b: Read ``b`` as (N, K) and use its transpose.
-        algo: ``cublasGemmAlgo_t`` (default: ``CUBLAS_GEMM_DEFAULT``).
         out_dtype: The result's dtype: None or a's dtype, or float32 for 16-bit ``a`` and
             ``b``. float32 is written straight from the float32 accumulator (Ctype
             ``CUDA_R_32F`` with 16-bit Atype/Btype under ``CUBLAS_COMPUTE_32F``, a
@@ -167,8 +130,8 @@ def matmul2d(a: cupy.ndarray, b: cupy.ndarray, out: cupy.ndarray | None = None,
         ExecutionError: ``out_dtype`` is neither a's dtype nor float32, or ``out`` is not of
             the result's dtype.
     """
-    a = a if _row_major(a) else cupy.ascontiguousarray(a)
-    b = b if _row_major(b) else cupy.ascontiguousarray(b)
+    a = a if row_major(a) else cupy.ascontiguousarray(a)
+    b = b if row_major(b) else cupy.ascontiguousarray(b)
     m, k = a.shape
     n = b.shape[0] if trans_b else b.shape[1]
     t = cuda_type(a.dtype)
@@ -191,10 +154,10 @@ def matmul2d(a: cupy.ndarray, b: cupy.ndarray, out: cupy.ndarray | None = None,
     if k == 0:
         out.fill(0)
         return out
-    _gemm(_lib().cublasGemmEx, [
-        _handle(), _OP_T if trans_b else _OP_N, _OP_N, n, m, k, ctypes.byref(_ONE),
-        b.data.ptr, t, _ld(b), a.data.ptr, t, _ld(a), ctypes.byref(_ZERO),
-        out.data.ptr, t_out, _ld(out), _COMPUTE_32F], algo, "cublasGemmEx")
+    check(_lib().cublasGemmEx(
+        _handle(), OP_T if trans_b else OP_N, OP_N, n, m, k, ctypes.byref(_ONE),
+        b.data.ptr, t, ld(b), a.data.ptr, t, ld(a), ctypes.byref(_ZERO),
+        out.data.ptr, t_out, ld(out), COMPUTE_32F, _GEMM_DEFAULT), "cublasGemmEx")
     return out
 
 
@@ -202,7 +165,7 @@ def matmul_batched(a_ptr: int, a_ld: int, a_stride: int, trans_a: bool,
                    b_ptr: int, b_ld: int, b_stride: int, trans_b: bool,
                    c_ptr: int, c_ld: int, c_stride: int,
                    m: int, n: int, k: int, batch: int, dtype,
-                   alpha: float = 1.0, algo: int = _GEMM_DEFAULT) -> None:
+                   alpha: float = 1.0) -> None:
     """Row-major ``C[i] = alpha * op(A[i]) @ op(B[i])`` over ``batch`` equally strided items.
 
     Args:
@@ -214,15 +177,14 @@ def matmul_batched(a_ptr: int, a_ld: int, a_stride: int, trans_a: bool,
         batch: Number of items.
         dtype: Element dtype of all three.
         alpha: Scale of the product.
-        algo: ``cublasGemmAlgo_t`` (default: ``CUBLAS_GEMM_DEFAULT``).
     """
     if batch == 0 or m == 0 or n == 0:
         return
     t = cuda_type(dtype)
     scale = _ONE if alpha == 1.0 else ctypes.c_float(alpha)
     # Column-major C^T (n x m) = op(B)^T (n x k) . op(A)^T (k x m).
-    _gemm(_lib().cublasGemmStridedBatchedEx, [
-        _handle(), _OP_T if trans_b else _OP_N, _OP_T if trans_a else _OP_N, n, m, k,
+    check(_lib().cublasGemmStridedBatchedEx(
+        _handle(), OP_T if trans_b else OP_N, OP_T if trans_a else OP_N, n, m, k,
         ctypes.byref(scale), b_ptr, t, b_ld, b_stride, a_ptr, t, a_ld, a_stride,
-        ctypes.byref(_ZERO), c_ptr, t, c_ld, c_stride, batch, _COMPUTE_32F], algo,
-        "cublasGemmStridedBatchedEx")
+        ctypes.byref(_ZERO), c_ptr, t, c_ld, c_stride, batch, COMPUTE_32F, _GEMM_DEFAULT),
+          "cublasGemmStridedBatchedEx")

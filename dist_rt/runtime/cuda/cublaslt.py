@@ -58,9 +58,9 @@ from typing import Any
 
 import numpy as np
 
-from dist_rt import dtypes
 from dist_rt.errors import ExecutionError
 from dist_rt.runtime.cuda import _libs
+from dist_rt.runtime.cuda._libs import COMPUTE_32F, OP_N, OP_T, check, cuda_type, ld, row_major
 
 try:
     import cupy
@@ -74,11 +74,7 @@ WORKSPACE_BYTES = 32 << 20
 #: Problems whose descriptors are kept; the oldest is destroyed beyond this (dynamic shapes).
 MAX_PROBLEMS = 1024
 
-#: cudaDataType_t per NumPy dtype name (library_types.h: CUDA_R_32F, CUDA_R_16F, CUDA_R_16BF).
-_CUDA_TYPES = {"float32": 0, "float16": 2, "bfloat16": 14}
 _CUDA_R_32F = 0
-_COMPUTE_32F = 68                  # cublasComputeType_t CUBLAS_COMPUTE_32F
-_OP_N, _OP_T = 0, 1                # cublasOperation_t
 _DESC_TRANSA, _DESC_TRANSB = 3, 4  # cublasLtMatmulDescAttributes_t (int32_t values)
 _PREF_MAX_WORKSPACE_BYTES = 1      # cublasLtMatmulPreferenceAttributes_t (uint64_t value)
 _PREF_REDUCTION_SCHEME_MASK = 3    # (uint32_t value)
@@ -149,7 +145,7 @@ def column_major(m: int, n: int, k: int, lda: int, ldb: int, ldc: int,
     """
     # Row-major (R, C) with row stride ld == column-major (C, R) with the same ld.
     b_stored = Layout(k, n, ldb) if trans_b else Layout(n, k, ldb)
-    return ColumnMajorGemm(m=n, n=m, k=k, transa=_OP_T if trans_b else _OP_N, transb=_OP_N,
+    return ColumnMajorGemm(m=n, n=m, k=k, transa=OP_T if trans_b else OP_N, transb=OP_N,
                            a=b_stored, b=Layout(k, m, lda), c=Layout(n, m, ldc))
 
 
@@ -171,12 +167,6 @@ def problem_key(device: int, dtype: Any, m: int, n: int, k: int, lda: int, ldb: 
     """
     return (int(device), np.dtype(dtype).name, int(m), int(n), int(k), int(lda), int(ldb),
             int(ldc), bool(trans_b), tuple(int(x) for x in aligns))
-
-
-def cuda_type(dtype: Any) -> int | None:
-    """cudaDataType_t of a NumPy dtype, or None when these GEMMs do not take it."""
-    dt = np.dtype(dtype)
-    return _CUDA_TYPES["bfloat16"] if dt == dtypes.bfloat16 else _CUDA_TYPES.get(dt.name)
 
 
 # -- library -----------------------------------------------------------------------------------
@@ -244,11 +234,6 @@ def is_available() -> bool:
     return True
 
 
-def _check(status: int, what: str) -> None:
-    if status != 0:
-        raise ExecutionError(f"{what} failed with cuBLAS status {status}")
-
-
 class _Handle:
     """One cuBLASLt handle of one device and its workspace (made outside any capture)."""
 
@@ -258,7 +243,7 @@ class _Handle:
             raise ExecutionError("the cuBLASLt handle must be made before a capture "
                                  "(run once eagerly first)")
         self.ptr = ctypes.c_void_p()
-        _check(lib.cublasLtCreate(ctypes.byref(self.ptr)), "cublasLtCreate")
+        check(lib.cublasLtCreate(ctypes.byref(self.ptr)), "cublasLtCreate")
         # The workspace comes from the default pool, never from a graph's private pool.
         with cupy.cuda.using_allocator(cupy.get_default_memory_pool().malloc):
             self.workspace = cupy.empty(WORKSPACE_BYTES, dtype=np.uint8)
@@ -283,16 +268,16 @@ class _Plan:
         self.layouts: list[ctypes.c_void_p] = []
         self.algos: list[_Algo] = []
         try:
-            _check(lib.cublasLtMatmulDescCreate(ctypes.byref(self.desc), _COMPUTE_32F,
+            check(lib.cublasLtMatmulDescCreate(ctypes.byref(self.desc), COMPUTE_32F,
                                                 _CUDA_R_32F), "cublasLtMatmulDescCreate")
             for attr, op in ((_DESC_TRANSA, gemm.transa), (_DESC_TRANSB, gemm.transb)):
                 value = ctypes.c_int32(op)
-                _check(lib.cublasLtMatmulDescSetAttribute(self.desc, attr, ctypes.byref(value),
+                check(lib.cublasLtMatmulDescSetAttribute(self.desc, attr, ctypes.byref(value),
                                                           ctypes.sizeof(value)),
                        "cublasLtMatmulDescSetAttribute")
             for lay in (gemm.a, gemm.b, gemm.c):
                 ptr = ctypes.c_void_p()
-                _check(lib.cublasLtMatrixLayoutCreate(ctypes.byref(ptr), cuda_dtype, lay.rows,
+                check(lib.cublasLtMatrixLayoutCreate(ctypes.byref(ptr), cuda_dtype, lay.rows,
                                                       lay.cols, lay.ld),
                        "cublasLtMatrixLayoutCreate")
                 self.layouts.append(ptr)
@@ -316,7 +301,7 @@ def _query(handle: _Handle, desc: ctypes.c_void_p, layouts: list[ctypes.c_void_p
     """The heuristic's usable algorithms for these descriptors, in its order."""
     lib = _lib()
     pref = ctypes.c_void_p()
-    _check(lib.cublasLtMatmulPreferenceCreate(ctypes.byref(pref)),
+    check(lib.cublasLtMatmulPreferenceCreate(ctypes.byref(pref)),
            "cublasLtMatmulPreferenceCreate")
     try:
         align_a, align_b, align_y = aligns
@@ -328,7 +313,7 @@ def _query(handle: _Handle, desc: ctypes.c_void_p, layouts: list[ctypes.c_void_p
                   (_PREF_MIN_ALIGNMENT["c"], ctypes.c_uint32(align_y)),
                   (_PREF_MIN_ALIGNMENT["d"], ctypes.c_uint32(align_y))]
         for attr, value in values:
-            _check(lib.cublasLtMatmulPreferenceSetAttribute(pref, attr, ctypes.byref(value),
+            check(lib.cublasLtMatmulPreferenceSetAttribute(pref, attr, ctypes.byref(value),
                                                             ctypes.sizeof(value)),
                    "cublasLtMatmulPreferenceSetAttribute")
         results = (_HeuristicResult * MAX_ALGOS)()
@@ -358,16 +343,6 @@ def _plan(handle: _Handle, dtype: Any, m: int, n: int, k: int, lda: int, ldb: in
             _PLANS.pop(next(iter(_PLANS))).destroy()
         _PLANS[key] = plan
     return plan
-
-
-def _ld(x: Any) -> int:
-    """Leading dimension (elements between rows) of a 2-D row-major view."""
-    return max(x.strides[0] // x.itemsize, x.shape[1], 1)
-
-
-def _row_major(x: Any) -> bool:
-    return x.ndim == 2 and (x.shape[1] <= 1 or x.strides[1] == x.itemsize) and \
-        (x.shape[0] <= 1 or x.strides[0] >= x.shape[1] * x.itemsize)
 
 
 # -- public API --------------------------------------------------------------------------------
@@ -420,8 +395,8 @@ def heuristics(a: Any, b: Any, trans_b: bool = False) -> int:
     if min(m, n, k) <= 0:
         return 0
     # matmul2d copies an operand that is not row-major: a fresh contiguous allocation.
-    lda, align_a = (_ld(a), alignment(a.data.ptr)) if _row_major(a) else (k, MAX_ALIGNMENT)
-    ldb, align_b = ((_ld(b), alignment(b.data.ptr)) if _row_major(b)
+    lda, align_a = (ld(a), alignment(a.data.ptr)) if row_major(a) else (k, MAX_ALIGNMENT)
+    ldb, align_b = ((ld(b), alignment(b.data.ptr)) if row_major(b)
                     else (k if trans_b else n, MAX_ALIGNMENT))
     return len(_plan(_handle(create=True), a.dtype, m, n, k, lda, ldb, n, trans_b,
                      (align_a, align_b, MAX_ALIGNMENT)).algos)
@@ -464,15 +439,15 @@ def matmul2d(a: Any, b: Any, index: int, out: Any = None,
     handle = _handle(create=not stream.is_capturing())
     if handle is None:
         return None  # the workspace cannot be allocated inside a capture
-    a = a if _row_major(a) else cupy.ascontiguousarray(a)
-    b = b if _row_major(b) else cupy.ascontiguousarray(b)
+    a = a if row_major(a) else cupy.ascontiguousarray(a)
+    b = b if row_major(b) else cupy.ascontiguousarray(b)
     if out is None:
         out = cupy.empty((m, n), dtype=a.dtype)
-    elif out.shape != (m, n) or out.dtype != a.dtype or not _row_major(out):
+    elif out.shape != (m, n) or out.dtype != a.dtype or not row_major(out):
         raise ValueError(f"cublaslt.matmul2d: out is {out.dtype}{tuple(out.shape)} with strides "
                          f"{out.strides}, expected a row-major {a.dtype}({m}, {n})")
     aligns = (alignment(a.data.ptr), alignment(b.data.ptr), alignment(out.data.ptr))
-    plan = _plan(handle, a.dtype, m, n, k, _ld(a), _ld(b), _ld(out), trans_b, aligns)
+    plan = _plan(handle, a.dtype, m, n, k, ld(a), ld(b), ld(out), trans_b, aligns)
     if index >= len(plan.algos):
         return None
     lay_a, lay_b, lay_c = plan.layouts

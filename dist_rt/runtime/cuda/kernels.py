@@ -396,7 +396,7 @@ def _attention_causal_chunks(q, k, v, scale: float, g: int):
     return y
 
 
-def matmul(layer, inputs, rt, algo: int = cublas.GEMM_DEFAULT) -> list | None:
+def matmul(layer, inputs, rt) -> list | None:
     """MatMul on direct cuBLAS calls (capturable), for the shapes models use.
 
     * (..., M, K) @ (K, N): one 2-D GEMM over the flattened rows (CuPy's batched path for a
@@ -405,8 +405,8 @@ def matmul(layer, inputs, rt, algo: int = cublas.GEMM_DEFAULT) -> list | None:
       GEMM.
 
     Anything else (1-D operands, broadcasting batch dims, mixed dtypes) returns None and
-    runs ``cupy.matmul``, which cannot be captured. ``algo`` is the ``cublasGemmAlgo_t``
-    (a timed tactic; the default algorithm otherwise).
+    runs ``cupy.matmul``, which cannot be captured. Timed alternatives are the cuBLASLt
+    tactics (:mod:`dist_rt.runtime.cuda.tactics`).
     """
     a, b = inputs
     if a.dtype != b.dtype or cublas.cuda_type(a.dtype) is None or a.ndim < 2 or b.ndim < 2:
@@ -414,7 +414,7 @@ def matmul(layer, inputs, rt, algo: int = cublas.GEMM_DEFAULT) -> list | None:
     if b.ndim == 2:
         if a.ndim > 2 and not a.flags.c_contiguous:
             a = cupy.ascontiguousarray(a)
-        y = cublas.matmul2d(a.reshape(-1, a.shape[-1]), b, algo=algo)
+        y = cublas.matmul2d(a.reshape(-1, a.shape[-1]), b)
         return [y.reshape(*a.shape[:-1], b.shape[1])]
     if a.shape[:-2] != b.shape[:-2]:
         return None
@@ -426,7 +426,7 @@ def matmul(layer, inputs, rt, algo: int = cublas.GEMM_DEFAULT) -> list | None:
         y.fill(0)
     elif y.size:
         cublas.matmul_batched(a.data.ptr, k, m * k, False, b.data.ptr, n, k * n, False,
-                              y.data.ptr, n, m * n, m, n, k, batch, a.dtype, algo=algo)
+                              y.data.ptr, n, m * n, m, n, k, batch, a.dtype)
     return [y]
 
 
