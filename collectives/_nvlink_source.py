@@ -39,10 +39,9 @@ template <> struct Lanes<float> {
         ((unsigned int*)p)[k] = r.w[i];
     }
 };
-template <> struct Lanes<h16> {
+// The 16-bit types move the same 2-byte lanes; only their float conversions differ.
+struct Lanes16 {
     enum { N = 8 };
-    __device__ static float get(const Vec& r, int i) { return f16_to_f32(r.h[i]); }
-    __device__ static void put(Vec& r, int i, float f) { r.h[i] = f32_to_f16(f); }
     __device__ static void load(Vec& r, int i, u64 p, long long k) {
         r.h[i] = ((const unsigned short*)p)[k];
     }
@@ -50,16 +49,13 @@ template <> struct Lanes<h16> {
         ((unsigned short*)p)[k] = r.h[i];
     }
 };
-template <> struct Lanes<b16> {
-    enum { N = 8 };
+template <> struct Lanes<h16> : Lanes16 {
+    __device__ static float get(const Vec& r, int i) { return f16_to_f32(r.h[i]); }
+    __device__ static void put(Vec& r, int i, float f) { r.h[i] = f32_to_f16(f); }
+};
+template <> struct Lanes<b16> : Lanes16 {
     __device__ static float get(const Vec& r, int i) { return b16_to_f32(r.h[i]); }
     __device__ static void put(Vec& r, int i, float f) { r.h[i] = f32_to_b16(f); }
-    __device__ static void load(Vec& r, int i, u64 p, long long k) {
-        r.h[i] = ((const unsigned short*)p)[k];
-    }
-    __device__ static void store(const Vec& r, int i, u64 p, long long k) {
-        ((unsigned short*)p)[k] = r.h[i];
-    }
 };
 
 __device__ __forceinline__ void st_release_sys(u64 addr, u64 v) {
