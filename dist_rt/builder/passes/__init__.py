@@ -49,6 +49,27 @@ def on_cuda(state: BuildState) -> bool:
     return device == "cuda"
 
 
+def shaped_copy(network: Network, state: BuildState, profile_shapes: str) -> Network:
+    """A copy of ``network`` with the shapes to build for, every tensor's shape inferred.
+
+    The inputs take ``state.input_shapes``, else the first profile's ``profile_shapes``
+    (``"opt"`` to time tactics at, ``"max"`` to plan memory for); others keep their
+    declared shapes.
+
+    Raises:
+        DistRtError: The shapes do not propagate through the network.
+    """
+    given = dict(state.input_shapes)
+    if not given and state.config.profiles:
+        given = dict(getattr(state.config.profiles[0], profile_shapes))
+    probe = network.copy()
+    for t in probe.inputs:
+        if t.name in given:
+            t.shape = tuple(given[t.name])
+    probe.infer_shapes()
+    return probe
+
+
 #: ``run(network, state) -> summary``: edits ``network`` in place, returns one log line.
 Pass = Callable[["Network", BuildState], str]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dist_rt.builder.passes import BuildState
+from dist_rt.builder.passes import BuildState, shaped_copy
 from dist_rt.network import Network
 
 ALIGNMENT = 256
@@ -41,14 +41,7 @@ def concrete_shapes(network: Network, state: BuildState) -> dict[str, tuple[int,
     Returns:
         Tensor name -> shape, or None when some layer output has no static shape.
     """
-    given = dict(state.input_shapes)
-    if not given and state.config.profiles:
-        given = dict(state.config.profiles[0].max)
-    probe = network.copy()
-    for t in probe.inputs:
-        if t.name in given:
-            t.shape = tuple(given[t.name])
-    probe.infer_shapes()
+    probe = shaped_copy(network, state, "max")
     shapes = {}
     for name, t in probe.tensors.items():
         if t.shape is None or not all(isinstance(d, int) for d in t.shape):

@@ -34,7 +34,7 @@ import numpy as np
 
 import dist_rt
 from dist_rt.builder import tactics as _tactics
-from dist_rt.builder.passes import BuildState
+from dist_rt.builder.passes import BuildState, shaped_copy
 from dist_rt.builder.timing_cache import TimingCache
 from dist_rt.errors import DistRtError
 from dist_rt.network import Layer, Network
@@ -57,15 +57,8 @@ MAX_COPIES = 16
 
 def _static_shapes(network: Network, state: BuildState) -> dict[str, tuple[int, ...]]:
     """Tensor name -> static shape for the shapes to optimize for (symbolic tensors absent)."""
-    given = dict(state.input_shapes)
-    if not given and state.config.profiles:
-        given = dict(state.config.profiles[0].opt)
-    probe = network.copy()
-    for t in probe.inputs:
-        if t.name in given:
-            t.shape = tuple(given[t.name])
     try:
-        probe.infer_shapes()
+        probe = shaped_copy(network, state, "opt")
     except DistRtError:
         probe = network  # the given shapes do not propagate: use the declared ones only
     return {name: tuple(t.shape) for name, t in probe.tensors.items()
