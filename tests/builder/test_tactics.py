@@ -199,6 +199,34 @@ class TestPass:
         assert max(runs) > 5 and max(runs) <= tactic_pass.MAX_CALLS  # the fast samples
         assert times["fast"] < times["slow"]
 
+    def test_device_clock_when_the_backend_has_one(self):
+        """``backend.time_calls`` samples replace host timing; None falls back to the host."""
+        seen = []
+
+        class Backend:
+            def __init__(self, samples):
+                self.samples = samples
+
+            def synchronize(self):
+                pass
+
+            def make_run_context(self):
+                return None
+
+            def time_calls(self, call, calls, repeats):
+                seen.append((calls, repeats))
+                call()  # the timer runs the same call
+                return self.samples
+
+        ran = []
+        tactic = tactics.Tactic("t", lambda layer, inputs, rt: ran.append(1) or [0])
+        layer = mlp(np.random.default_rng(0)).layers[0]
+        times = tactic_pass.time_tactics(layer, [tactic], [], Backend([9.0, 1.0, 2.0]))
+        assert times == {"t": 2.0} and seen[-1][0] >= 1 and seen[-1][1] >= 1
+        host = tactic_pass.time_tactics(layer, [tactic], [], Backend(None))
+        assert 0.0 < host["t"] < 1.0  # host-timed: an instant call, not the device samples
+        assert len(seen) == 2 and len(ran) > 4
+
     def test_rotation_keeps_operands_out_of_cache(self):
         class Backend:
             def __init__(self, cache):

@@ -5,9 +5,12 @@ pass builds a :func:`signature` (op, domain, attributes, input shapes and dtypes
 device arch, dist_rt version) and looks it up in the timing cache; on a miss it runs every
 tactic on random inputs of the layer's static shapes (constants use their real weights),
 one warm-up call then the median of a few timed samples, each a run of back-to-back calls
-lasting about :data:`SAMPLE_MS` between two device synchronizations (so launch latency and
-the synchronization do not hide microsecond differences), rotating through copies of the
-inputs so they are not served from the L2 cache, and stores the times. Equal signatures are
+lasting about :data:`SAMPLE_MS` (so launch latency and synchronization do not hide
+microsecond differences), rotating through copies of the inputs so they are not served from
+the L2 cache, and stores the times. A backend with a device clock times the calls there
+(``backend.time_calls``: CUDA captures them into a graph and times its replays with events,
+as the engine runs), since host time over Python dispatch measures the dispatch, not the
+kernel; otherwise each sample is host time between two synchronizations. Equal signatures are
 timed once per build (a transformer's blocks share them), and a warm cache file skips
 timing altogether.
 
@@ -141,8 +144,11 @@ def time_tactics(layer: Layer, candidates: Sequence[_tactics.Tactic], inputs: Se
             one_ms = _sample(call, 1, backend)
             calls = max(1, min(MAX_CALLS, int(SAMPLE_MS / max(one_ms, 1e-4))))
             repeats = max(1, min(REPEATS, int(BUDGET_MS / max(one_ms * calls, 1e-3))))
-            times[tactic.name] = statistics.median(_sample(call, calls, backend)
-                                                   for _ in range(repeats))
+            timer = getattr(backend, "time_calls", None)
+            samples = timer(call, calls, repeats) if timer is not None else None
+            if samples is None:  # no device clock (CPU), or the calls cannot be captured
+                samples = [_sample(call, calls, backend) for _ in range(repeats)]
+            times[tactic.name] = statistics.median(samples)
     finally:
         if saved is not None:
             layer.metadata["tactic"] = saved

@@ -22,7 +22,7 @@ import numpy as np
 
 from dist_rt import dtypes
 from dist_rt.ops import RunContext
-from dist_rt.runtime.cuda import kernels
+from dist_rt.runtime.cuda import kernels, timing
 from dist_rt.runtime.cuda import tactics as cuda_tactics
 from dist_rt.runtime.cuda.graph import CudaGraphRunner, host_indices
 
@@ -46,6 +46,12 @@ def device_arch() -> str:
 def cache_bytes() -> int:
     """The current device's L2 cache size in bytes (tactic timing keeps operands out of it)."""
     return int(cupy.cuda.Device().attributes.get("L2CacheSize", 0))
+
+
+def time_calls(call: Any, calls: int, repeats: int) -> list[float] | None:
+    """Device-clock milliseconds per call of back-to-back calls (see
+    :func:`dist_rt.runtime.cuda.timing.time_calls`); None when they cannot be captured."""
+    return timing.time_calls(call, calls, repeats)
 
 
 def to_device(array: Any) -> Any:
