@@ -22,6 +22,7 @@ from dist_rt.builder.passes import (
     fuse_parallel_matmul,
     fuse_rmsnorm,
     fuse_rope,
+    fuse_rope_pair,
     fuse_silu,
     fuse_weight_only,
     memory_plan,
@@ -109,6 +110,7 @@ class Builder:
         step("merge_weight_only", fuse_weight_only.merge, level >= 2)  # same, int8 weights
         for fuse in FUSION_PASSES:                               # attention, bias+act... fusion
             step(getattr(fuse, "__module__", "fuse").rsplit(".", 1)[-1], fuse, level >= 2)
+        step("fuse_rope_pair", fuse_rope_pair.run, level >= 2)  # q, k RoPE of one cos/sin -> 1
         step("precision", precision.run)                         # fp16/bf16 weights + casts
         step("eliminate_casts", eliminate.run, level >= 1)       # casts made no-ops by precision
         step("fuse_matmul_cast", fuse_matmul_cast.run, level >= 2)  # Cast(16-bit MatMul) -> 1

@@ -60,6 +60,7 @@ _MODULES = [
     "upsample",
     "silu_mul",
     "rotary_half",
+    "rotary_half_pair",
     "add_rms_norm",
     "all_reduce_add_rms_norm",
     "weight_only_matmul",

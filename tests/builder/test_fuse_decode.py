@@ -64,7 +64,7 @@ class TestLlama:
         assert ops["Split"] == base["Split"] + 2 * n
         assert ops["AddRMSNorm"] == 2 * n and ops["Add"] == base["Add"] - 2 * n
         assert ops["Transpose"] == base["Transpose"] - n
-        assert ops["SiluMul"] == ops["Attention"] == ops["RotaryHalf"] // 2 == n
+        assert ops["SiluMul"] == ops["Attention"] == ops["RotaryHalfPair"] == n
         att = [lay for lay in engine.network.layers if lay.op_type == "Attention"]
         assert all(lay.attr("output_layout") == "bshd" for lay in att)
         log = "\n".join(notes)

@@ -21,7 +21,8 @@ class TestFuseRope:
         cfg, net = _llama()
         engine = Builder(BuilderConfig(device="cpu", optimization_level=2)).build(net)
         ops = [lay.op_type for lay in engine.network.layers]
-        assert ops.count("RotaryHalf") == 2 * cfg.layers
+        # fuse_rope_pair then merges each layer's q and k RoPE (test_fuse_rope_pair.py)
+        assert ops.count("RotaryHalf") + 2 * ops.count("RotaryHalfPair") == 2 * cfg.layers
         assert "Neg" not in ops and "Concat" not in ops
         assert engine.build_notes["fuse_rope"] == f"{2 * cfg.layers} RoPE patterns fused"
 

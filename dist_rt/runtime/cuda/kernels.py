@@ -22,7 +22,10 @@ Registry (domain, op type) -> wrapper:
                            P v (direct cuBLAS, capturable); ``output_layout="bshd"``:
                            the kernels' (B, S, H, D) buffer as is, cuBLAS's Y as a
                            transposed view
-``dist_rt::RotaryHalf``    ``rope_half(_vec)`` kernel (x*cos + rotate_half(x)*sin)
+``dist_rt::RotaryHalf``    ``rope_half(_vec)`` kernel (x*cos + rotate_half(x)*sin), ``rope.py``
+``dist_rt::RotaryHalf...`` ``RotaryHalfPair`` (q and k of one cos/sin): one
+                           ``rope_half_pair_vec`` launch when both take the vector path,
+                           else ``rope_half`` each, ``rope.py``
 ``MatMul``                 (..., K) @ (K, N) as one flattened 2-D GEMM; equal batch dims
                            as one strided-batched GEMM (direct cuBLAS, capturable)
 ``Split``, ``Transpose``   views of the input, no copies (readers take strided input)
@@ -51,6 +54,7 @@ import numpy as np
 
 from dist_rt import dtypes
 from dist_rt.runtime.cuda import collective_norm, cublas, flash, matmul_cast, w8
+from dist_rt.runtime.cuda.rope import rope_half, rope_half_pair
 from dist_rt.runtime.cuda.source import ATTENTION_WARPS, MAX_HEAD_DIM, SOURCE, TEMPLATES, TYPES
 
 _MODULE: cupy.RawModule | None = None
@@ -223,41 +227,6 @@ def transpose(layer, inputs, rt) -> list | None:
     if sorted(perm) != list(range(x.ndim)):
         return None
     return [x.transpose(perm)]
-
-
-def rope_half(layer, inputs, rt) -> list | None:
-    """dist_rt::RotaryHalf with x (B, H, S, D) and cos/sin (..., S, D) of leading ones."""
-    x, cos, sin = inputs
-    if (_type_of(x.dtype) is None or x.ndim != 4 or cos.dtype != x.dtype
-            or sin.dtype != x.dtype or cos.shape != sin.shape or cos.ndim < 2
-            or cos.shape[-2:] != x.shape[-2:] or any(n != 1 for n in cos.shape[:-2])
-            or x.shape[-1] % 2):
-        return None
-    if x.strides[-1] != x.itemsize:
-        x = cupy.ascontiguousarray(x)
-    cos, sin = cupy.ascontiguousarray(cos), cupy.ascontiguousarray(sin)
-    y = cupy.empty(x.shape, dtype=x.dtype)
-    n = y.size
-    if not n:
-        return [y]
-    b, h, s, d = x.shape
-    strides = _elem_strides(x)[:3]
-    vec = 16 // x.itemsize
-    if ((d // 2) % vec == 0 and all(v % vec == 0 for v in strides)
-            and all(t.data.ptr % 16 == 0 for t in (x, cos, sin))):
-        # A thread rotates matching 16-byte vectors of both halves: the scalar kernel read
-        # strided 2-byte elements at ~0.5 TB/s (H100, 8x2048).
-        items = n // vec // 2
-        blocks = int(min(65535, (items + _THREADS - 1) // _THREADS))
-        _fn("rope_half_vec", x.dtype)((blocks,), (_THREADS,),
-                                      (x, cos, sin, y, np.int32(h), np.int32(s), np.int32(d),
-                                       *(np.int64(v) for v in strides), np.int64(items)))
-        return [y]
-    blocks = int(min(65535, (n + _THREADS - 1) // _THREADS))
-    _fn("rope_half", x.dtype)((blocks,), (_THREADS,),
-                              (x, cos, sin, y, np.int32(h), np.int32(s), np.int32(d),
-                               *(np.int64(v) for v in strides), np.int64(n)))
-    return [y]
 
 
 def _elem_strides(x) -> tuple[int, ...]:
@@ -480,6 +449,7 @@ REGISTRY: dict[tuple[str, str], Callable[..., list | None]] = {
     ("dist_rt", "SiluMul"): silu_mul,
     ("dist_rt", "Attention"): attention,
     ("dist_rt", "RotaryHalf"): rope_half,
+    ("dist_rt", "RotaryHalfPair"): rope_half_pair,
     ("", "MatMul"): matmul,
     ("", "Split"): split,
     ("", "Transpose"): transpose,

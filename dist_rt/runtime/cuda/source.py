@@ -17,7 +17,8 @@ Kernels (each templated on the storage type T in {float, h16, b16}):
   the same on 16-byte vectors of row-strided (rows, cols) operands.
 * ``rope_half<T>``: ``x * cos + rotate_half(x) * sin`` for a strided (B, H, S, D) x and
   (S, D) tables, written contiguous; ``rope_half_vec<T>`` the same on 16-byte vectors (a
-  thread handles matching vectors of both halves).
+  thread handles matching vectors of both halves); ``rope_half_pair_vec<T>`` two
+  ``rope_half_vec`` launches (q and k, one cos/sin, own head counts and strides) in one grid.
 * ``attention_decode<T>``: flash-style attention for short queries: a block holds one kv
   head and ``NW`` (query, group-head) items, one warp each; 32-key tiles of K and V are
   staged in shared memory as float32, each lane scores one key, and the warp keeps the
@@ -229,45 +230,72 @@ __global__ void rope_half(const T* x, const T* c, const T* sn, T* y, int H, int 
     }
 }
 
-// rope_half on 16-byte vectors: item i covers VEC columns d0 of the first half and the same
-// columns d0 + D/2 of the second half of one (b, h, s) row. (D/2) % VEC == 0, x strides
-// and every pointer 16-byte aligned; cos/sin (S, D) and y (B, H, S, D) contiguous.
+// One item of rope_half on 16-byte vectors: item i covers VEC columns d0 of the first half
+// and the same columns d0 + D/2 of the second half of one (b, h, s) row. (D/2) % VEC == 0,
+// x strides and every pointer 16-byte aligned; cos/sin (S, D) and y (B, H, S, D) contiguous.
+// half = D/2 and per_row = half/VEC come from the caller, computed once outside its loop.
+template <typename T>
+__device__ __forceinline__ void rope_vec_item(const T* x, const T* c, const T* sn, T* y,
+                                              int H, int S, int D, int half, int per_row,
+                                              long long xb, long long xh, long long xs,
+                                              long long i) {
+    constexpr int VEC = 16 / sizeof(T);
+    int d0 = (int)(i % per_row) * VEC;
+    long long r = i / per_row;
+    int si = (int)(r % S);
+    long long r2 = r / S;
+    int h = (int)(r2 % H);
+    long long b = r2 / H;
+    const T* xr = x + b * xb + h * xh + si * xs;
+    const T* cr = c + (long long)si * D;
+    const T* sr = sn + (long long)si * D;
+    T* yr = y + r * D;
+    uint4 x1 = *reinterpret_cast<const uint4*>(xr + d0);
+    uint4 x2 = *reinterpret_cast<const uint4*>(xr + d0 + half);
+    uint4 c1 = *reinterpret_cast<const uint4*>(cr + d0);
+    uint4 c2 = *reinterpret_cast<const uint4*>(cr + d0 + half);
+    uint4 s1 = *reinterpret_cast<const uint4*>(sr + d0);
+    uint4 s2 = *reinterpret_cast<const uint4*>(sr + d0 + half);
+    uint4 y1, y2;
+    const T *px1 = reinterpret_cast<const T*>(&x1), *px2 = reinterpret_cast<const T*>(&x2);
+    const T *pc1 = reinterpret_cast<const T*>(&c1), *pc2 = reinterpret_cast<const T*>(&c2);
+    const T *ps1 = reinterpret_cast<const T*>(&s1), *ps2 = reinterpret_cast<const T*>(&s2);
+    T *py1 = reinterpret_cast<T*>(&y1), *py2 = reinterpret_cast<T*>(&y2);
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) {
+        float a = ld(px1 + j), bq = ld(px2 + j);
+        st(py1 + j, a * ld(pc1 + j) - bq * ld(ps1 + j));
+        st(py2 + j, bq * ld(pc2 + j) + a * ld(ps2 + j));
+    }
+    *reinterpret_cast<uint4*>(yr + d0) = y1;
+    *reinterpret_cast<uint4*>(yr + d0 + half) = y2;
+}
+
+// rope_half on 16-byte vectors, one rope_vec_item per thread item.
 template <typename T>
 __global__ void rope_half_vec(const T* x, const T* c, const T* sn, T* y, int H, int S, int D,
                               long long xb, long long xh, long long xs, long long items) {
-    constexpr int VEC = 16 / sizeof(T);
-    int half = D >> 1, per_row = half / VEC;
+    int half = D >> 1, per_row = half / (16 / (int)sizeof(T));
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < items;
+         i += (long long)gridDim.x * blockDim.x)
+        rope_vec_item(x, c, sn, y, H, S, D, half, per_row, xb, xh, xs, i);
+}
+
+// Two rope_half_vec launches in one grid, for q (B, Hq, S, D) and k (B', Hk, S, D) rotated
+// by the same cos/sin: items [0, items_q) rotate q, [items_q, items) rotate k, each with its
+// own head count and strides. One launch instead of two is what a decode step saves.
+template <typename T>
+__global__ void rope_half_pair_vec(const T* q, const T* k, const T* c, const T* sn, T* yq,
+                                   T* yk, int Hq, int Hk, int S, int D, long long qb,
+                                   long long qh, long long qs, long long kb, long long kh,
+                                   long long ks, long long items_q, long long items) {
+    int half = D >> 1, per_row = half / (16 / (int)sizeof(T));
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < items;
          i += (long long)gridDim.x * blockDim.x) {
-        int d0 = (int)(i % per_row) * VEC;
-        long long r = i / per_row;
-        int si = (int)(r % S);
-        long long r2 = r / S;
-        int h = (int)(r2 % H);
-        long long b = r2 / H;
-        const T* xr = x + b * xb + h * xh + si * xs;
-        const T* cr = c + (long long)si * D;
-        const T* sr = sn + (long long)si * D;
-        T* yr = y + r * D;
-        uint4 x1 = *reinterpret_cast<const uint4*>(xr + d0);
-        uint4 x2 = *reinterpret_cast<const uint4*>(xr + d0 + half);
-        uint4 c1 = *reinterpret_cast<const uint4*>(cr + d0);
-        uint4 c2 = *reinterpret_cast<const uint4*>(cr + d0 + half);
-        uint4 s1 = *reinterpret_cast<const uint4*>(sr + d0);
-        uint4 s2 = *reinterpret_cast<const uint4*>(sr + d0 + half);
-        uint4 y1, y2;
-        const T *px1 = reinterpret_cast<const T*>(&x1), *px2 = reinterpret_cast<const T*>(&x2);
-        const T *pc1 = reinterpret_cast<const T*>(&c1), *pc2 = reinterpret_cast<const T*>(&c2);
-        const T *ps1 = reinterpret_cast<const T*>(&s1), *ps2 = reinterpret_cast<const T*>(&s2);
-        T *py1 = reinterpret_cast<T*>(&y1), *py2 = reinterpret_cast<T*>(&y2);
-#pragma unroll
-        for (int j = 0; j < VEC; ++j) {
-            float a = ld(px1 + j), bq = ld(px2 + j);
-            st(py1 + j, a * ld(pc1 + j) - bq * ld(ps1 + j));
-            st(py2 + j, bq * ld(pc2 + j) + a * ld(ps2 + j));
-        }
-        *reinterpret_cast<uint4*>(yr + d0) = y1;
-        *reinterpret_cast<uint4*>(yr + d0 + half) = y2;
+        if (i < items_q)
+            rope_vec_item(q, c, sn, yq, Hq, S, D, half, per_row, qb, qh, qs, i);
+        else
+            rope_vec_item(k, c, sn, yk, Hk, S, D, half, per_row, kb, kh, ks, i - items_q);
     }
 }
 
@@ -350,7 +378,7 @@ __global__ void attention_decode(const T* q, const T* k, const T* v, T* y,
 
 #: Kernel templates, instantiated for each storage type.
 TEMPLATES = ("rmsnorm", "add_rmsnorm", "add_rmsnorm_vec", "softmax", "silu", "silu_mul",
-             "silu_mul8", "rope_half", "rope_half_vec", "attention_decode")
+             "silu_mul8", "rope_half", "rope_half_vec", "rope_half_pair_vec", "attention_decode")
 #: Storage type name in the source per NumPy dtype name.
 TYPES = {"float32": "float", "float16": "h16", "bfloat16": "b16"}
 #: Largest head dim of ``attention_decode`` (its shared-memory tile width).
