@@ -95,6 +95,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r.add_argument("--plan", default="megatron", metavar="{megatron,auto,FILE.json}",
                    help="dist_rt sharding: Megatron hints (default), the planner's search, or "
                         "a hints file")
+    r.add_argument("--level", type=int, default=3,
+                   help="builder optimization level (3: fusions + tactics timed on each rank)")
+    r.add_argument("--tactic-shape", default="1x2048",
+                   help="batch x seq the level-3 tactics are timed at (a layer runs its tactic "
+                        "only at that shape)")
     r.add_argument("--warmup", type=int, default=3)
     r.add_argument("--iters", type=int, default=20)
     r.add_argument("--no-cuda-graph", action="store_true")
@@ -422,12 +427,15 @@ def dist_rt_pass(job: Job, n: int, network: Any, cfg: LlamaConfig,
             counts = plan.collective_counts()
             local = plan.partition(job.rank)
             job.log(f"dist_rt N={n}: plan {counts or 'replicated (no collectives)'}")
+        tactic_shape = tuple(int(v) for v in args.tactic_shape.split("x"))
         engine = Builder(BuilderConfig(device=args.device, precision=PRECISION[args.dtype],
-                                       optimization_level=2)).build(local)
+                                       optimization_level=args.level)).build(
+            local, input_shapes={"input_ids": tactic_shape} if args.level >= 3 else None)
         del local
         job.log(f"dist_rt N={n}: built, {engine.weight_bytes / 2**30:.2f} GiB weights on rank "
                 f"{job.rank}; fuse_allreduce_norm: "
-                f"{engine.build_notes.get('fuse_allreduce_norm', 'not run')}")
+                f"{engine.build_notes.get('fuse_allreduce_norm', 'not run')}; tactics: "
+                f"{engine.build_notes.get('tactics', 'not run')}")
         gpu = _cupy_timer() if args.device == "cuda" else None
         rows = []
         with engine.create_execution_context() as ctx:
