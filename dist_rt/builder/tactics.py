@@ -44,6 +44,7 @@ import numpy as np
 
 from dist_rt.errors import DistRtError, ExecutionError
 from dist_rt.ops._attention import attend, causal_bias, mask_to_bias, score_dtype
+from dist_rt.ops.fused_attention import output_layout
 from dist_rt.ops._window import pad_spatial, window_params
 
 #: Name of the backend's ordinary path; every registry list starts with it.
@@ -253,7 +254,10 @@ def _attention_chunked(layer, inputs, rt):
         y, _ = attend(xp, q[:, :, i0:i1], k[:, :, :keys], v[:, :, :keys], scale=scale,
                       bias=part, where=where)
         ys.append(y)
-    return [ys[0] if len(ys) == 1 else xp.concatenate(ys, axis=2)]
+    y = ys[0] if len(ys) == 1 else xp.concatenate(ys, axis=2)
+    if output_layout(layer) == "bshd":  # the layout fuse_attention_layout asked for
+        y = xp.ascontiguousarray(y.transpose(0, 2, 1, 3))
+    return [y]
 
 
 def _chunked_applies(layer, specs):

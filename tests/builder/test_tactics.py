@@ -69,6 +69,10 @@ def _cases(rng):
          {"causal": 1, "num_heads": 4, "kv_num_heads": 2, "scale": 0.3}, "chunked"),
         ("attn-float-mask", "Attention", "dist_rt",
          [_rand(rng, 1, 2, 256, 8), k2[:, :2], v2[:, :2], _rand(rng, 1, 400)], {}, "chunked"),
+        # fuse_attention_layout's (B, S, H, D) output: the tactic once returned (B, H, S, D)
+        # and a tensor-parallel Llama's next Reshape failed on it
+        ("attn-bshd", "Attention", "dist_rt", [q, k, v], {"causal": 1, "output_layout": "bshd"},
+         "chunked"),
     ]
 
 
