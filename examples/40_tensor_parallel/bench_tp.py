@@ -97,9 +97,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "a hints file")
     r.add_argument("--level", type=int, default=3,
                    help="builder optimization level (3: fusions + tactics timed on each rank)")
-    r.add_argument("--tactic-shape", default="1x2048",
-                   help="batch x seq the level-3 tactics are timed at (a layer runs its tactic "
-                        "only at that shape)")
+    r.add_argument("--tactic-shape", default=None,
+                   help="batch x seq the level-3 tactics are timed at (default: the --shapes "
+                        "entry with the most tokens; a layer runs its tactic only there)")
     r.add_argument("--warmup", type=int, default=3)
     r.add_argument("--iters", type=int, default=20)
     r.add_argument("--no-cuda-graph", action="store_true")
@@ -427,7 +427,8 @@ def dist_rt_pass(job: Job, n: int, network: Any, cfg: LlamaConfig,
             counts = plan.collective_counts()
             local = plan.partition(job.rank)
             job.log(f"dist_rt N={n}: plan {counts or 'replicated (no collectives)'}")
-        tactic_shape = tuple(int(v) for v in args.tactic_shape.split("x"))
+        tactic_shape = (tuple(int(v) for v in args.tactic_shape.split("x"))
+                        if args.tactic_shape else max(args.shape_list, key=lambda s: s[0] * s[1]))
         engine = Builder(BuilderConfig(device=args.device, precision=PRECISION[args.dtype],
                                        optimization_level=args.level)).build(
             local, input_shapes={"input_ids": tactic_shape} if args.level >= 3 else None)
