@@ -44,8 +44,8 @@ import numpy as np
 
 from dist_rt.errors import DistRtError, ExecutionError
 from dist_rt.ops._attention import attend, causal_bias, mask_to_bias, score_dtype
-from dist_rt.ops.fused_attention import output_layout
 from dist_rt.ops._window import pad_spatial, window_params
+from dist_rt.ops.fused_attention import output_layout
 
 #: Name of the backend's ordinary path; every registry list starts with it.
 DEFAULT = "default"
