@@ -136,6 +136,37 @@ class TestFlashKernel:
                                   rows_per_warp=rows_per_warp)
         assert_close(cp, y, reference(q, k, v, 0.05, True), "float16")
 
+    @pytest.mark.parametrize("rows_per_warp", ROWS_PER_WARP)
+    @pytest.mark.parametrize("causal", [True, False])
+    def test_running_max_jumps(self, cp, rows_per_warp, causal):
+        """Scores that grow along the keys by far more than the lazy rescale's 2^8 per tile
+        (and a first tile far below the rest): the running max moves many times."""
+        from dist_rt.runtime.cuda import flash
+
+        rng = np.random.default_rng(7)
+        s = 300
+        q = np.ones((1, 2, s, 64), np.float32) / 8
+        ramp = np.linspace(-30.0, 60.0, s, dtype=np.float32)[:, None]  # score = ramp
+        k = np.broadcast_to(ramp, (1, 1, s, 64)).astype(np.float32) / 8
+        v = rng.standard_normal((1, 1, s, 64)).astype(np.float32)
+        q, k, v = (x.astype(np.float16) for x in (q, k, v))
+        y = flash.flash_attention(*(cp.asarray(x) for x in (q, k, v)), 1.0, causal,
+                                  rows_per_warp=rows_per_warp)
+        assert_close(cp, y, reference(q, k, v, 1.0, causal), "float16")
+
+    def test_default_variant_fills_the_gpu(self, cp, monkeypatch):
+        from dist_rt.runtime.cuda import flash
+
+        monkeypatch.setattr(flash, "_sm_count", lambda: 132)  # H100 SXM
+        # (batch, heads, queries, head dim) -> rows a warp, as measured (see the docstring)
+        assert flash.default_rows_per_warp(8, 16, 2048, 128) == 32
+        assert flash.default_rows_per_warp(1, 32, 2048, 128) == 32
+        assert flash.default_rows_per_warp(1, 16, 2048, 128) == 16
+        assert flash.default_rows_per_warp(1, 8, 2048, 128) == 16
+        assert flash.default_rows_per_warp(2, 8, 1000, 64) == 16
+        assert flash.default_rows_per_warp(4, 32, 1000, 64) == 32  # 4*32*8 = 1024 > 396
+        assert flash.default_rows_per_warp(1, 1, 17, 128) == 16
+
     @pytest.mark.parametrize("rows_per_warp", [0, 8, 24, 64, 16.5, "16", None])
     def test_rejects_an_unknown_variant(self, cp, rows_per_warp):
         from dist_rt.runtime.cuda import flash

@@ -242,9 +242,10 @@ def attention(layer, inputs, rt, path: str | None = None) -> list | None:
     ``"flash"`` (the CUDA-core flash-style kernel at any query length; needs D <= 128),
     ``"chunks"`` (causal S == Skv by query chunks) or ``"cublas"`` (cuBLAS + in-place
     softmax per batch item). None picks by query length: the CUDA-core kernel up to
-    :data:`DECODE_MAX_QUERIES` queries, the tensor-core kernel with 32 rows a warp above
-    (``tc2``: 1.2x ``tc`` at 8x2048 on H100, never slower), then the cuBLAS paths
-    for what it does not cover. A forced path that does not fit the call falls through to
+    :data:`DECODE_MAX_QUERIES` queries, the tensor-core kernel above, with 32 rows a warp
+    when that fills the GPU more than once and 16 otherwise
+    (:func:`flash.default_rows_per_warp`), then the cuBLAS paths for what it does not
+    cover. A forced path that does not fit the call falls through to
     the default choice, so the result is always computed.
 
     Returns Y (B, Hq, S, D) as a transposed view of a (B, S, Hq, D) buffer, so the exporter's
@@ -271,8 +272,8 @@ def attention(layer, inputs, rt, path: str | None = None) -> list | None:
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     causal = int(layer.attr("causal", 0))
     if path in ("tc", "tc2") or (path is None and s > DECODE_MAX_QUERIES):
-        y = flash.flash_attention(q, k, v, scale, bool(causal),
-                                  rows_per_warp=16 if path == "tc" else 32)
+        rows = {"tc": 16, "tc2": 32}.get(path) or flash.default_rows_per_warp(b, hq, s, d)
+        y = flash.flash_attention(q, k, v, scale, bool(causal), rows_per_warp=rows)
         if y is not None:
             return [y if bshd else y.transpose(0, 2, 1, 3)]
         path = None  # not covered (dtype, head dim, GPU): the default choice below
