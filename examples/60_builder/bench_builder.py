@@ -41,8 +41,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="a tiny model (smoke test)")
     parser.add_argument("--shapes", default="1x1,1x128,8x2048")
-    parser.add_argument("--build-shape", default="1x128",
-                        help="input shape the level-3 tactics are timed at")
+    parser.add_argument("--build-shape", default="8x2048",
+                        help="input shape the level-3 tactics are timed at (the prefill shape "
+                             "by default, as examples/20's bench.py)")
     parser.add_argument("--levels", default="0,1,2,3")
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3,
