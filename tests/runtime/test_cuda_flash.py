@@ -157,7 +157,7 @@ class TestFlashKernel:
     def test_default_variant_fills_the_gpu(self, cp, monkeypatch):
         from dist_rt.runtime.cuda import flash
 
-        monkeypatch.setattr(flash, "_sm_count", lambda: 132)  # H100 SXM
+        monkeypatch.setattr(flash, "sm_count", lambda: 132)  # H100 SXM
         # (batch, heads, queries, head dim) -> rows a warp, as measured (see the docstring)
         assert flash.default_rows_per_warp(8, 16, 2048, 128) == 32
         assert flash.default_rows_per_warp(1, 32, 2048, 128) == 32
@@ -237,9 +237,14 @@ class TestFlashKernel:
 class TestAttentionDispatch:
     @pytest.mark.parametrize("layout", ["bhsd", "bshd"])
     @pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
-    def test_long_queries_take_tc2(self, cp, monkeypatch, layout, dtype_name):
+    @pytest.mark.parametrize("sms, rows_per_warp", [(132, 16), (8, 32)])
+    def test_long_queries_take_the_default_variant(self, cp, monkeypatch, layout, dtype_name,
+                                                    sms, rows_per_warp):
+        """2 x 16 heads x 100 queries is 32 CTAs of the 32-row kernel: less than one wave on
+        132 SMs (the 16-row kernel runs), more than one on 8 (the 32-row kernel runs)."""
         from dist_rt.runtime.cuda import flash, kernels
 
+        monkeypatch.setattr(flash, "sm_count", lambda: sms)
         calls = []
         real = flash.flash_attention
         monkeypatch.setattr(flash, "flash_attention",
@@ -249,7 +254,7 @@ class TestAttentionDispatch:
         (q, k, v), host = make_inputs(cp, rng, 2, 16, 4, 100, 100, 128, _dtype(dtype_name))
         layer = _Layer(causal=1, num_heads=16, kv_num_heads=4, output_layout=layout)
         (y,) = kernels.attention(layer, [q, k, v], None)
-        assert calls == [32]
+        assert calls == [rows_per_warp]
         want = reference(*host, 1 / math.sqrt(128), True)
         assert_close(cp, y if layout == "bshd" else y.transpose(0, 2, 1, 3), want, dtype_name)
 

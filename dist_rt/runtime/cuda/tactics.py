@@ -20,8 +20,9 @@ each list is the backend's ordinary path (the fused-kernel dispatch of
   ``tc2``: 32, re-reading Q from shared memory; fp16/bf16, D % 16 == 0 and <= 128) vs. the
   CUDA-core flash-style kernel (up to :data:`FLASH_TACTIC_MAX_QUERIES` queries) vs. cuBLAS +
   fused softmax vs. causal query chunks, whatever the query length (the default takes the
-  CUDA-core kernel up to 16 queries and ``tc2`` above; the best switch point depends on the
-  GPU, heads and head size). A recorded tactic runs only at the shapes it was timed at
+  CUDA-core kernel up to 16 queries and above that ``tc`` or ``tc2`` by
+  :func:`flash.default_rows_per_warp`; the best switch points depend on the GPU, heads and
+  head size). A recorded tactic runs only at the shapes it was timed at
   (:func:`wrapper`).
 
 Removed: the ``cublasGemmAlgo_t`` hints ``cublas_tensor_op``, ``cublas_algo0``,
