@@ -92,6 +92,7 @@ import cupy
 import numpy as np
 
 from dist_rt import dtypes
+from dist_rt.runtime.cuda.device import sm_count
 
 #: Keys per tile and threads per CTA (4 warps).
 BLOCK_N = 64
@@ -241,6 +242,18 @@ __device__ __forceinline__ void mask_tile(float (&s)[NB][4], int j, int lim0, in
 // issue slots rather than diverging. Measured on H100 (fp16, causal, D = 128): MT = 1 5-6%
 // faster; MT = 2 (254 registers) 1% slower, so it keeps the eager rescale.
 #define LAZY_LOG2 8.f
+
+// The running sum and O of this lane's rows g (by a0) and g + 8 (by a1) after m moved.
+template <int NO>
+__device__ __forceinline__ void rescale(float (&l)[2], float (&o)[NO][4], float a0, float a1) {
+    l[0] *= a0;
+    l[1] *= a1;
+#pragma unroll
+    for (int i = 0; i < NO; ++i) {
+        o[i][0] *= a0; o[i][1] *= a0; o[i][2] *= a1; o[i][3] *= a1;
+    }
+}
+
 template <typename T, int NB, int NO, bool LAZY>
 __device__ __forceinline__ void softmax_tile(const float (&s)[NB][4], float (&m)[2],
                                              float (&l)[2], float (&o)[NO][4],
@@ -265,14 +278,7 @@ __device__ __forceinline__ void softmax_tile(const float (&s)[NB][4], float (&m)
         float a0 = 1.f, a1 = 1.f;
         if (up0) { a0 = ex2(m[0] * sl2 - mx0 * sl2); m[0] = mx0; }
         if (up1) { a1 = ex2(m[1] * sl2 - mx1 * sl2); m[1] = mx1; }
-        if (__any_sync(0xffffffffu, up0 || up1)) {
-            l[0] *= a0;
-            l[1] *= a1;
-#pragma unroll
-            for (int i = 0; i < NO; ++i) {
-                o[i][0] *= a0; o[i][1] *= a0; o[i][2] *= a1; o[i][3] *= a1;
-            }
-        }
+        if (__any_sync(0xffffffffu, up0 || up1)) rescale(l, o, a0, a1);
         c0 = m[0] == NEG_INF ? 0.f : m[0] * sl2;  // no visible key yet: exp2 gives 0
         c1 = m[1] == NEG_INF ? 0.f : m[1] * sl2;
     } else {
@@ -282,12 +288,7 @@ __device__ __forceinline__ void softmax_tile(const float (&s)[NB][4], float (&m)
         const float a0 = ex2(m[0] * sl2 - c0), a1 = ex2(m[1] * sl2 - c1);  // 0: m = -inf
         m[0] = mx0;
         m[1] = mx1;
-        l[0] *= a0;
-        l[1] *= a1;
-#pragma unroll
-        for (int i = 0; i < NO; ++i) {
-            o[i][0] *= a0; o[i][1] *= a0; o[i][2] *= a1; o[i][3] *= a1;
-        }
+        rescale(l, o, a0, a1);
     }
     float l0 = l[0], l1 = l[1];
 #pragma unroll
@@ -575,16 +576,6 @@ def _kernel(storage: str, head_dim: int, rows_per_warp: int) -> Any:
     return kernel
 
 
-_SMS: dict[int, int] = {}
-
-
-def _sm_count() -> int:
-    dev = cupy.cuda.Device().id
-    if dev not in _SMS:
-        _SMS[dev] = int(cupy.cuda.Device().attributes["MultiProcessorCount"])
-    return _SMS[dev]
-
-
 def default_rows_per_warp(batch: int, heads: int, queries: int, head_dim: int) -> int:
     """The variant to use when no tactic chose one: 16 rows a warp when the 32-row variant's
     CTAs (``batch x heads x ceil(queries / 128)``) would not fill the GPU once, else 32.
@@ -600,7 +591,7 @@ def default_rows_per_warp(batch: int, heads: int, queries: int, head_dim: int) -
     """
     ctas = batch * heads * -(-queries // (4 * ROWS_PER_WARP[1]))
     resident = 2 if head_dim > 64 else 3
-    return ROWS_PER_WARP[0] if ctas <= resident * _sm_count() else ROWS_PER_WARP[1]
+    return ROWS_PER_WARP[0] if ctas <= resident * sm_count() else ROWS_PER_WARP[1]
 
 
 def _elem_strides(x) -> tuple[int, ...]:

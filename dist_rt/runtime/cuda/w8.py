@@ -45,6 +45,7 @@ import numpy as np
 
 from dist_rt import dtypes
 from dist_rt.runtime.cuda import cublas
+from dist_rt.runtime.cuda.device import sm_count
 from dist_rt.runtime.cuda.source import PRELUDE, TYPES
 
 SOURCE = PRELUDE + r"""
@@ -218,7 +219,6 @@ _MAX_SPLITS = 64
 _BLOCKS_PER_SM = {1: 8, 2: 8, 4: 5, 8: 4, 16: 2}
 
 _MODULES: dict[tuple[str, bool], cupy.RawModule] = {}
-_SM_COUNT: dict[int, int] = {}
 
 
 def _flag(signed: bool) -> str:
@@ -241,15 +241,8 @@ def _type_of(dtype: Any) -> str | None:
     return TYPES["bfloat16"] if dt == dtypes.bfloat16 else TYPES.get(dt.name)
 
 
-def _sm_count() -> int:
-    dev = cupy.cuda.runtime.getDevice()
-    if dev not in _SM_COUNT:
-        _SM_COUNT[dev] = int(cupy.cuda.runtime.getDeviceProperties(dev)["multiProcessorCount"])
-    return _SM_COUNT[dev]
-
-
 def _grid_stride_blocks(total: int) -> int:
-    return int(max(1, min((total + _THREADS - 1) // _THREADS, _sm_count() * 16)))
+    return int(max(1, min((total + _THREADS - 1) // _THREADS, sm_count() * 16)))
 
 
 def splits_for(m: int, k: int, n: int) -> int:
@@ -260,7 +253,7 @@ def splits_for(m: int, k: int, n: int) -> int:
     """
     mt = next(v for v in ROW_TILES if v >= m)
     tiles = -(-n // _TILE_N)
-    want = -(-_sm_count() * _BLOCKS_PER_SM[mt] // tiles)
+    want = -(-sm_count() * _BLOCKS_PER_SM[mt] // tiles)
     return int(max(1, min(want, k // _MIN_SPLIT_ROWS, _MAX_SPLITS)))
 
 
