@@ -63,8 +63,7 @@ class ExecutionContext:
         # Networks with layers the device cannot run (host fallbacks) are never captured.
         self._plain = self._plain and (graph_safe is None or graph_safe(net))
         self._rank, self._world = engine.rank, engine.world_size
-        self._constants = {t.name: self.backend.to_device(t.weights.numpy())
-                           for t in net.constants}
+        self._constants = self.backend.constants_to_device(net)
         keep = {t.name for t in net.outputs} | set(self._constants)
         last: dict[str, int] = {}
         for step, layer in enumerate(self._layers):

@@ -30,7 +30,7 @@ import hashlib
 import json
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -83,13 +83,17 @@ def _attr_json(value: Any) -> Any:
     return repr(value)  # subgraphs and the like: their repr names them well enough
 
 
-def signature(layer: Layer, specs: Sequence[_tactics.Spec], device: str, arch: str) -> str:
+def signature(layer: Layer, specs: Sequence[_tactics.Spec], device: str, arch: str,
+              transposed: Collection[int] = ()) -> str:
     """The timing-cache key of ``layer`` with these input specs on this device.
 
     Example: ``MatMul(float32[8,64,256],float32[256,512]){}@cpu/x86_64/dist_rt-0.1.0``.
+    Inputs the device stores transposed (``transposed``: their positions) carry ``^T``:
+    cuBLASLt's algorithm list, and so what ``lt<i>`` names, depends on the layout.
     """
-    ins = ",".join("-" if s is None else f"{s[1].name}{list(s[0])}".replace(" ", "")
-                   for s in specs)
+    ins = ",".join("-" if s is None else
+                   f"{s[1].name}{list(s[0])}{'^T' if i in transposed else ''}".replace(" ", "")
+                   for i, s in enumerate(specs))
     attrs = json.dumps({k: _attr_json(v) for k, v in sorted(layer.attributes.items())},
                        sort_keys=True, separators=(",", ":"))
     domain = "" if layer.domain in ("", "ai.onnx") else f"{layer.domain}::"
@@ -97,7 +101,10 @@ def signature(layer: Layer, specs: Sequence[_tactics.Spec], device: str, arch: s
 
 
 def _random_inputs(layer: Layer, specs: Sequence[_tactics.Spec], backend: Any,
-                   rng: np.random.Generator) -> list[Any]:
+                   rng: np.random.Generator, network: Network) -> list[Any]:
+    """Device inputs for timing: constants as the engine will hold them, else random."""
+    constants = backend.constants_to_device(
+        network, [t.name for t in layer.inputs if t is not None and t.weights is not None])
     arrays = []
     for t, spec in zip(layer.inputs, specs, strict=True):
         if spec is None:
@@ -105,8 +112,9 @@ def _random_inputs(layer: Layer, specs: Sequence[_tactics.Spec], backend: Any,
             continue
         shape, dtype = spec
         if t.weights is not None:
-            host = t.weights.numpy()
-        elif dtype.kind == "f":
+            arrays.append(constants[t.name])
+            continue
+        if dtype.kind == "f":
             host = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
         elif dtype.kind == "b":
             host = rng.random(shape) > 0.1
@@ -168,7 +176,7 @@ def _rotation(inputs: Sequence[Any], backend: Any) -> list[Sequence[Any]]:
     if cache <= 0 or size <= 0:
         return [inputs]
     copies = min(MAX_COPIES, -(-2 * cache // size))
-    return [inputs] + [[None if a is None else a.copy() for a in inputs]
+    return [inputs] + [[None if a is None else a.copy(order="K") for a in inputs]
                        for _ in range(copies - 1)]
 
 
@@ -212,6 +220,7 @@ def run(network: Network, state: BuildState) -> str:
     cache = TimingCache(state.config.timing_cache, device, arch)
     table = _tactics.registry(device)
     shapes: dict[str, tuple[int, ...]] | None = None
+    transposed: set[str] | None = None
     rng = np.random.default_rng(0)
     chosen = hits = timed = symbolic = 0
     for layer in network.layers:
@@ -226,14 +235,18 @@ def run(network: Network, state: BuildState) -> str:
         candidates = _tactics.applicable(device, layer, specs)
         if len(candidates) < 2:
             continue
-        key = signature(layer, specs, device, arch)
+        if transposed is None:
+            transposed = backend.transposed_constants(network)
+        key = signature(layer, specs, device, arch,
+                        [i for i, t in enumerate(layer.inputs)
+                         if t is not None and t.name in transposed])
         entry = cache.get(key)
         if entry is not None and any(t.name == entry["tactic"] for t in candidates):
             hits += 1
             choice = entry["tactic"]
         else:
-            times = time_tactics(layer, candidates, _random_inputs(layer, specs, backend, rng),
-                                 backend)
+            times = time_tactics(layer, candidates,
+                                 _random_inputs(layer, specs, backend, rng, network), backend)
             if not times:
                 continue
             choice = choose(times)

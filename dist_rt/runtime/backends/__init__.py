@@ -7,7 +7,9 @@ A backend module ``dist_rt/runtime/backends/<name>.py`` defines at module level:
 * ``run_layer(layer, inputs, rt) -> list`` (usually ``layer.op.run``; a backend may route hot
   ops to fused kernels)
 * optional: ``is_available() -> bool``, ``device_arch() -> str``, ``synchronize()``,
-  ``make_run_context(**kw) -> RunContext`` (e.g. to attach a stream).
+  ``make_run_context(**kw) -> RunContext`` (e.g. to attach a stream),
+  ``constants_to_device(network, names)`` and ``linear_weights(network)`` (constants kept
+  in another layout on the device, same values).
 
 Only the CUDA backend imports ``cupy`` (STYLE.md rule 6); asking for it without CuPy raises
 ``DeviceError`` with the fix, never ``ImportError``.
@@ -45,6 +47,25 @@ class Backend:
         fn = getattr(self.module, "synchronize", None)
         if fn is not None:
             fn()
+
+    def constants_to_device(self, network: Any, names: Any = None) -> dict[str, Any]:
+        """Device copies of ``network``'s constants (only ``names`` when given).
+
+        A backend may store a constant in another layout than the network's (the CUDA
+        backend keeps MatMul weights transposed for its GEMV) as long as the array it
+        returns holds the same values in the same shape.
+        """
+        fn = getattr(self.module, "constants_to_device", None)
+        if fn is not None:
+            return fn(network, names)
+        wanted = None if names is None else set(names)
+        return {t.name: self.to_device(t.weights.numpy()) for t in network.constants
+                if wanted is None or t.name in wanted}
+
+    def transposed_constants(self, network: Any) -> set[str]:
+        """Names of the constants :meth:`constants_to_device` stores transposed."""
+        fn = getattr(self.module, "linear_weights", None)
+        return set(fn(network)) if fn is not None else set()
 
     def device_arch(self) -> str:
         """The device architecture string stored in plan files."""

@@ -66,6 +66,63 @@ def to_device(array: Any) -> Any:
     return cupy.asarray(host) if device_dtype_ok(host.dtype) else host
 
 
+#: Layers whose input 1 may be a weight stored transposed (N, K) on the device: they pass
+#: it to :func:`kernels.matmul` / :func:`matmul_cast.matmul_cast`, which take the (K, N)
+#: column-major view (the GEMV reads rows of W, cuBLAS takes it as a transposed operand).
+_LINEAR_READERS = {("", "MatMul"), ("dist_rt", "MatMulCast")}
+
+
+def linear_weights(network: Any) -> set[str]:
+    """Constants the device stores transposed: (N, K) row-major instead of ONNX's (K, N).
+
+    A constant qualifies when it is 2-D, fp16 or bf16, K is a multiple of 8 (the GEMV's
+    16-byte chunks) and every layer that reads it is a ``MatMul``/``MatMulCast`` reading it
+    as B. The decode GEMV (:mod:`dist_rt.runtime.cuda.gemv`) then streams contiguous rows;
+    other readers (a tied embedding's Gather, say) would see a strided view, so those
+    weights keep ONNX's layout.
+    """
+    readers: dict[str, list[tuple[Any, int]]] = {}
+    for layer in network.layers:
+        for i, t in enumerate(layer.inputs):
+            if t is not None:
+                readers.setdefault(t.name, []).append((layer, i))
+    names = set()
+    outputs = {t.name for t in network.outputs}
+    for t in network.constants:
+        shape, dtype = t.weights.shape, np.dtype(t.weights.dtype)
+        found = readers.get(t.name)
+        if (len(shape) != 2 or shape[0] % 8 or not found or t.name in outputs
+                or dtype not in (np.dtype(np.float16), dtypes.bfloat16)):
+            continue
+        if all(i == 1 and (_domain(layer), layer.op_type) in _LINEAR_READERS
+               for layer, i in found):
+            names.add(t.name)
+    return names
+
+
+def _domain(layer: Any) -> str:
+    return "" if layer.domain in ("", "ai.onnx") else layer.domain
+
+
+def constants_to_device(network: Any, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Device copies of the network's constants (``names`` only, when given).
+
+    The :func:`linear_weights` among them are stored (N, K) and returned as their (K, N)
+    ``.T`` views, so every layer still sees a (K, N) array with the right values.
+    """
+    linear = linear_weights(network)
+    wanted = None if names is None else set(names)
+    out = {}
+    for t in network.constants:
+        if wanted is not None and t.name not in wanted:
+            continue
+        array = to_device(t.weights.numpy())
+        if t.name in linear and isinstance(array, cupy.ndarray):
+            array = cupy.ascontiguousarray(array.T).T
+        out[t.name] = array
+    return out
+
+
 def to_host(array: Any) -> np.ndarray:
     """A host NumPy copy of a device array (NumPy arrays pass through)."""
     return cupy.asnumpy(array) if isinstance(array, cupy.ndarray) else np.asarray(array)

@@ -85,3 +85,15 @@ def row_major(x: Any) -> bool:
     """True for a 2-D view whose rows are contiguous and do not overlap."""
     return x.ndim == 2 and (x.shape[1] <= 1 or x.strides[1] == x.itemsize) and \
         (x.shape[0] <= 1 or x.strides[0] >= x.shape[1] * x.itemsize)
+
+
+def b_operand(b: Any, trans_b: bool) -> tuple[Any, bool]:
+    """``(b, trans_b)`` with a column-major B read as its row-major transpose.
+
+    The CUDA backend stores MatMul weights (N, K) and hands layers their (K, N) ``.T`` view
+    (see :mod:`dist_rt.runtime.cuda.gemv`); cuBLAS takes that as the transposed operand
+    instead of copying it row-major.
+    """
+    if b.ndim == 2 and not row_major(b) and row_major(b.T):
+        return b.T, not trans_b
+    return b, trans_b

@@ -27,7 +27,16 @@ import numpy as np
 
 from dist_rt.errors import ExecutionError
 from dist_rt.runtime.cuda import _libs
-from dist_rt.runtime.cuda._libs import COMPUTE_32F, OP_N, OP_T, check, cuda_type, ld, row_major
+from dist_rt.runtime.cuda._libs import (
+    COMPUTE_32F,
+    OP_N,
+    OP_T,
+    b_operand,
+    check,
+    cuda_type,
+    ld,
+    row_major,
+)
 
 _GEMM_DEFAULT = -1         # CUBLAS_GEMM_DEFAULT (tensor ops allowed for 16-bit types)
 #: Workspace per handle; cuBLAS recommends 32 MiB on Hopper.
@@ -114,7 +123,8 @@ def matmul2d(a: cupy.ndarray, b: cupy.ndarray, out: cupy.ndarray | None = None,
 
     Args:
         a: (M, K), rows contiguous (any row stride).
-        b: (K, N), or (N, K) with ``trans_b``; rows contiguous.
+        b: (K, N), or (N, K) with ``trans_b``; rows contiguous, or columns (read as the
+            transposed operand, see :func:`_libs.b_operand`).
         out: Optional (M, N) C-contiguous result buffer, of the result's dtype.
         trans_b: Read ``b`` as (N, K) and use its transpose.
         out_dtype: The result's dtype: None or a's dtype, or float32 for 16-bit ``a`` and
@@ -130,6 +140,7 @@ def matmul2d(a: cupy.ndarray, b: cupy.ndarray, out: cupy.ndarray | None = None,
         ExecutionError: ``out_dtype`` is neither a's dtype nor float32, or ``out`` is not of
             the result's dtype.
     """
+    b, trans_b = b_operand(b, trans_b)
     a = a if row_major(a) else cupy.ascontiguousarray(a)
     b = b if row_major(b) else cupy.ascontiguousarray(b)
     m, k = a.shape

@@ -60,7 +60,16 @@ import numpy as np
 
 from dist_rt.errors import ExecutionError
 from dist_rt.runtime.cuda import _libs
-from dist_rt.runtime.cuda._libs import COMPUTE_32F, OP_N, OP_T, check, cuda_type, ld, row_major
+from dist_rt.runtime.cuda._libs import (
+    COMPUTE_32F,
+    OP_N,
+    OP_T,
+    b_operand,
+    check,
+    cuda_type,
+    ld,
+    row_major,
+)
 
 try:
     import cupy
@@ -390,6 +399,7 @@ def heuristics(a: Any, b: Any, trans_b: bool = False) -> int:
     """
     if a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or cuda_type(a.dtype) is None:
         return 0
+    b, trans_b = b_operand(b, trans_b)
     m, k = a.shape
     n = b.shape[0] if trans_b else b.shape[1]
     if min(m, n, k) <= 0:
@@ -439,6 +449,7 @@ def matmul2d(a: Any, b: Any, index: int, out: Any = None,
     handle = _handle(create=not stream.is_capturing())
     if handle is None:
         return None  # the workspace cannot be allocated inside a capture
+    b, trans_b = b_operand(b, trans_b)
     a = a if row_major(a) else cupy.ascontiguousarray(a)
     b = b if row_major(b) else cupy.ascontiguousarray(b)
     if out is None:

@@ -26,7 +26,8 @@ Registry (domain, op type) -> wrapper:
 ``dist_rt::RotaryHalf...`` ``RotaryHalfPair`` (q and k of one cos/sin): one
                            ``rope_half_pair_vec`` launch when both take the vector path,
                            else ``rope_half`` each, ``rope.py``
-``MatMul``                 (..., K) @ (K, N) as one flattened 2-D GEMM; equal batch dims
+``MatMul``                 (..., K) @ (K, N) as one flattened 2-D GEMM (M <= 4 rows and a
+                           weight stored (N, K): the ``gemv`` kernel); equal batch dims
                            as one strided-batched GEMM (direct cuBLAS, capturable)
 ``Split``, ``Transpose``   views of the input, no copies (readers take strided input)
 ``Gather``                 while capturing a graph: no host bounds check (see gather)
@@ -53,7 +54,8 @@ import cupy
 import numpy as np
 
 from dist_rt import dtypes
-from dist_rt.runtime.cuda import collective_norm, cublas, flash, matmul_cast, w8
+from dist_rt.runtime.cuda import collective_norm, cublas, flash, gemv, matmul_cast, w8
+from dist_rt.runtime.cuda.launch import launch
 from dist_rt.runtime.cuda.rope import rope_half, rope_half_pair
 from dist_rt.runtime.cuda.source import ATTENTION_WARPS, MAX_HEAD_DIM, SOURCE, TEMPLATES, TYPES
 
@@ -80,8 +82,29 @@ def _type_of(dtype: Any) -> str | None:
     return TYPES.get(dt.name)
 
 
-def _fn(template: str, dtype: Any) -> Any:
-    return _module().get_function(f"{template}<{_type_of(dtype)}>")
+class _Launcher:
+    """A kernel of :data:`SOURCE` called like a CuPy kernel, ``k(grid, block, args)``, but
+    launched with programmatic dependent launch (every kernel there starts with
+    ``PDL_WAIT()``; see :mod:`.launch`)."""
+
+    __slots__ = ("kernel",)
+
+    def __init__(self, kernel: Any):
+        self.kernel = kernel
+
+    def __call__(self, grid: Sequence[int], block: Sequence[int], args: Sequence[Any]) -> None:
+        launch(self.kernel, tuple(grid), int(block[0]), args)
+
+
+_LAUNCHERS: dict[str, _Launcher] = {}
+
+
+def _fn(template: str, dtype: Any) -> _Launcher:
+    name = f"{template}<{_type_of(dtype)}>"
+    fn = _LAUNCHERS.get(name)
+    if fn is None:
+        fn = _LAUNCHERS[name] = _Launcher(_module().get_function(name))
+    return fn
 
 
 def _row_threads(cols: int) -> int:
@@ -370,7 +393,9 @@ def matmul(layer, inputs, rt) -> list | None:
     """MatMul on direct cuBLAS calls (capturable), for the shapes models use.
 
     * (..., M, K) @ (K, N): one 2-D GEMM over the flattened rows (CuPy's batched path for a
-      3-D left operand runs ~10x slower than one 2-D GEMM on H100).
+      3-D left operand runs ~10x slower than one 2-D GEMM on H100); up to
+      :data:`gemv.MAX_ROWS` rows against a weight stored (N, K), the decode GEMV
+      (:mod:`.gemv`).
     * (..., M, K) @ (..., K, N) with equal, evenly strided batch dims: one strided-batched
       GEMM.
 
@@ -384,7 +409,10 @@ def matmul(layer, inputs, rt) -> list | None:
     if b.ndim == 2:
         if a.ndim > 2 and not a.flags.c_contiguous:
             a = cupy.ascontiguousarray(a)
-        y = cublas.matmul2d(a.reshape(-1, a.shape[-1]), b)
+        a2 = a.reshape(-1, a.shape[-1])
+        y = gemv.gemv(a2, b) if a2.shape[0] <= gemv.MAX_ROWS else None
+        if y is None:
+            y = cublas.matmul2d(a2, b)
         return [y.reshape(*a.shape[:-1], b.shape[1])]
     if a.shape[:-2] != b.shape[:-2]:
         return None

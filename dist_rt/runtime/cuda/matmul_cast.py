@@ -10,7 +10,9 @@ Atype = Btype = CUDA_R_16F or CUDA_R_16BF, Ctype = CUDA_R_32F, ``CUBLAS_COMPUTE_
 read and the Cast's launch saved, and no fp16 rounding of the accumulator.
 
 Like :func:`dist_rt.runtime.cuda.kernels.matmul` it is direct cuBLAS (capturable in a CUDA
-graph) for (..., M, K) @ (K, N), the rows flattened into one 2-D GEMM. Anything else
+graph) for (..., M, K) @ (K, N), the rows flattened into one 2-D GEMM; decode-sized rows
+(M <= 4) against a weight stored (N, K) take the GEMV kernel (:mod:`.gemv`), which writes
+float32 the same way. Anything else
 (batched or 1-D B, mixed dtypes, an output dtype cuBLAS does not write from these inputs)
 returns None and the generic op runs: float32 ``cupy.matmul``, then the cast, the same
 values but not capturable.
@@ -25,7 +27,7 @@ import numpy as np
 
 from dist_rt import dtypes
 from dist_rt.errors import ModelError
-from dist_rt.runtime.cuda import cublas
+from dist_rt.runtime.cuda import cublas, gemv
 
 F32 = np.dtype(np.float32)
 
@@ -60,5 +62,8 @@ def matmul_cast(layer: Any, inputs: list, rt: Any) -> list | None:
         return [cupy.zeros((*a.shape[:-1], b.shape[1]), dtype=to)]
     if a.ndim > 2 and not a.flags.c_contiguous:
         a = cupy.ascontiguousarray(a)  # rows must flatten into one (M, K) view
-    y = cublas.matmul2d(a.reshape(-1, a.shape[-1]), b, out_dtype=to)
+    a2 = a.reshape(-1, a.shape[-1])
+    y = gemv.gemv(a2, b, out_dtype=to) if a2.shape[0] <= gemv.MAX_ROWS else None
+    if y is None:
+        y = cublas.matmul2d(a2, b, out_dtype=to)
     return [y.reshape(*a.shape[:-1], b.shape[1])]

@@ -1,5 +1,9 @@
 """CUDA C source of the fused kernels, compiled once per process with NVRTC.
 
+Every kernel starts with ``PDL_WAIT(); PDL_LAUNCH();`` and is launched with programmatic
+dependent launch (:mod:`.launch`): it may be scheduled while the previous kernel finishes,
+and lets the next one (a GEMV streaming its weights) start as early.
+
 16-bit types are handled without ``cuda_fp16.h``/``cuda_bf16.h`` (whose availability to
 NVRTC depends on how CUDA was installed): ``h16``/``b16`` wrap the raw 16 bits and convert
 with one PTX ``cvt`` (fp16) or a shift plus round-to-nearest-even (bf16). Every kernel loads
@@ -54,7 +58,21 @@ __device__ __forceinline__ void st(b16* p, float v) {
 
 """
 
-SOURCE = PRELUDE + r"""
+#: Programmatic dependent launch (see :mod:`.launch`): ``PDL_WAIT()`` blocks until the
+#: previous kernel of the stream has completed and its writes are visible; ``PDL_LAUNCH()``
+#: lets the next kernel start launching. No-ops below sm_90 and in kernels launched without
+#: the PDL attribute.
+PDL_SOURCE = r"""
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define PDL_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
+#define PDL_LAUNCH() asm volatile("griddepcontrol.launch_dependents;")
+#else
+#define PDL_WAIT() do {} while (0)
+#define PDL_LAUNCH() do {} while (0)
+#endif
+"""
+
+SOURCE = PRELUDE + PDL_SOURCE + r"""
 #define NEG_INF (-__int_as_float(0x7f800000))
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -80,6 +98,8 @@ __device__ float block_reduce(float v, float* scratch) {
 
 template <typename T>
 __global__ void rmsnorm(const T* x, const T* w, T* y, int cols, float eps) {
+    PDL_WAIT();    // inputs are earlier kernels' outputs
+    PDL_LAUNCH();  // the next kernel may start loading its weights
     __shared__ float scratch[32];
     const T* xr = x + (long long)blockIdx.x * cols;
     T* yr = y + (long long)blockIdx.x * cols;
@@ -95,6 +115,8 @@ __global__ void rmsnorm(const T* x, const T* w, T* y, int cols, float eps) {
 template <typename T>
 __global__ void add_rmsnorm(const T* a, const T* b, const T* w, T* s, T* y, int cols,
                             float eps) {
+    PDL_WAIT();    // inputs are earlier kernels' outputs
+    PDL_LAUNCH();  // the next kernel may start loading its weights
     __shared__ float scratch[32];
     long long off = (long long)blockIdx.x * cols;
     float ss = 0.f;
@@ -114,6 +136,8 @@ __global__ void add_rmsnorm(const T* a, const T* b, const T* w, T* s, T* y, int 
 template <typename T>
 __global__ void add_rmsnorm_vec(const T* a, const T* b, const T* w, T* s, T* y, int cols,
                                 float eps) {
+    PDL_WAIT();    // inputs are earlier kernels' outputs
+    PDL_LAUNCH();  // the next kernel may start loading its weights
     constexpr int VEC = 16 / sizeof(T);
     __shared__ float scratch[32];
     long long off = (long long)blockIdx.x * cols;
@@ -151,6 +175,8 @@ __global__ void add_rmsnorm_vec(const T* a, const T* b, const T* w, T* s, T* y, 
 template <typename T>
 __global__ void softmax(const T* x, T* y, int cols, float scale, int causal, int s_q,
                         int offset) {
+    PDL_WAIT();    // inputs are earlier kernels' outputs
+    PDL_LAUNCH();  // the next kernel may start loading its weights
     __shared__ float scratch[32];
     long long row = blockIdx.x;
     const T* xr = x + row * cols;
@@ -169,6 +195,8 @@ __global__ void softmax(const T* x, T* y, int cols, float scale, int causal, int
 
 template <typename T>
 __global__ void silu(const T* a, T* y, long long n) {
+    PDL_WAIT();    // inputs are earlier kernels' outputs
+    PDL_LAUNCH();  // the next kernel may start loading its weights
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x) {
         float v = ld(a + i);
@@ -178,6 +206,8 @@ __global__ void silu(const T* a, T* y, long long n) {
 
 template <typename T>
 __global__ void silu_mul(const T* a, const T* b, T* y, long long n) {
+    PDL_WAIT();    // inputs are earlier kernels' outputs
+    PDL_LAUNCH();  // the next kernel may start loading its weights
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x) {
         float v = ld(a + i);
@@ -191,6 +221,8 @@ __global__ void silu_mul(const T* a, const T* b, T* y, long long n) {
 template <typename T>
 __global__ void silu_mul8(const T* a, const T* b, T* y, long long cols8, long long lda8,
                           long long ldb8, long long n8) {
+    PDL_WAIT();    // inputs are earlier kernels' outputs
+    PDL_LAUNCH();  // the next kernel may start loading its weights
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n8;
          i += (long long)gridDim.x * blockDim.x) {
         long long r = i / cols8, c = i - r * cols8;
@@ -214,6 +246,8 @@ __global__ void silu_mul8(const T* a, const T* b, T* y, long long cols8, long lo
 template <typename T>
 __global__ void rope_half(const T* x, const T* c, const T* sn, T* y, int H, int S, int D,
                           long long xb, long long xh, long long xs, long long n) {
+    PDL_WAIT();    // inputs are earlier kernels' outputs
+    PDL_LAUNCH();  // the next kernel may start loading its weights
     int half = D >> 1;
     for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < n;
          e += (long long)gridDim.x * blockDim.x) {
@@ -275,6 +309,8 @@ __device__ __forceinline__ void rope_vec_item(const T* x, const T* c, const T* s
 template <typename T>
 __global__ void rope_half_vec(const T* x, const T* c, const T* sn, T* y, int H, int S, int D,
                               long long xb, long long xh, long long xs, long long items) {
+    PDL_WAIT();    // inputs are earlier kernels' outputs
+    PDL_LAUNCH();  // the next kernel may start loading its weights
     int half = D >> 1, per_row = half / (16 / (int)sizeof(T));
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < items;
          i += (long long)gridDim.x * blockDim.x)
@@ -289,6 +325,8 @@ __global__ void rope_half_pair_vec(const T* q, const T* k, const T* c, const T* 
                                    T* yk, int Hq, int Hk, int S, int D, long long qb,
                                    long long qh, long long qs, long long kb, long long kh,
                                    long long ks, long long items_q, long long items) {
+    PDL_WAIT();    // inputs are earlier kernels' outputs
+    PDL_LAUNCH();  // the next kernel may start loading its weights
     int half = D >> 1, per_row = half / (16 / (int)sizeof(T));
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < items;
          i += (long long)gridDim.x * blockDim.x) {
@@ -311,6 +349,8 @@ __global__ void attention_decode(const T* q, const T* k, const T* v, T* y,
                                  long long ksb, long long ksh, long long kss,
                                  long long vsb, long long vsh, long long vss,
                                  float scale, int causal) {
+    PDL_WAIT();    // inputs are earlier kernels' outputs
+    PDL_LAUNCH();  // the next kernel may start loading its weights
     __shared__ float ks[TK][MAXD + 1];
     __shared__ float vs[TK][MAXD];
     __shared__ float qsm[NW][MAXD];

@@ -1,0 +1,231 @@
+"""CUDA decode GEMV (runtime/cuda/gemv.py) and its PDL launches (runtime/cuda/launch.py).
+
+Reference: NumPy float64 products of the same 16-bit values. The kernel multiplies exactly
+in float32 and accumulates in float32 (another order than NumPy), then rounds once: within
+float32 accumulation error plus one rounding to the output type.
+
+Also: the CUDA backend stores MatMul weights (N, K) and every layer still computes the same
+values (engine vs the CPU engine, eager and graph-replayed); chains of PDL launches
+replayed from a CUDA graph see their predecessors' writes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dist_rt
+from dist_rt import Builder, BuilderConfig, dtypes
+from dist_rt.network import Network
+
+pytestmark = pytest.mark.gpu
+
+DTYPES = {"float16": np.dtype(np.float16), "bfloat16": dtypes.bfloat16}
+#: One rounding of an O(1) result to the output type.
+ROUND = {"float16": 2.0**-10, "bfloat16": 2.0**-7, "float32": 0.0}
+
+
+@pytest.fixture(scope="module")
+def cp():
+    return pytest.importorskip("cupy")
+
+
+@pytest.fixture(scope="module")
+def gv(cp):
+    from dist_rt.runtime.cuda import gemv
+
+    return gemv
+
+
+def _operands(cp, rng, m, k, n, dtype):
+    """Host x (M, K), W (K, N), and device x and the (K, N) view of W stored (N, K)."""
+    x = rng.standard_normal((m, k)).astype(np.float32).astype(dtype)
+    w = (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32).astype(dtype)
+    w_dev = cp.ascontiguousarray(cp.asarray(w).T).T
+    return x, w, cp.asarray(x), w_dev
+
+
+def _check(y, x, w, out_name):
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    want = x64 @ w64
+    bound = np.abs(x64) @ np.abs(w64)
+    err = np.abs(y.astype(np.float64) - want)
+    allowed = 2 * x.shape[1] * 2.0**-24 * bound + ROUND[out_name] * np.abs(want) + 1e-6
+    assert np.all(err <= allowed), float(np.max(err - allowed))
+
+
+SHAPES = [(1, 2048, 3072),   # 1B q/k/v merged
+          (2, 5632, 2048),   # 1B down, two rows
+          (1, 264, 1000),    # K not a multiple of 32 x 8, odd N
+          (2, 4096, 777),    # two rows, N not a multiple of 8 warps
+          (1, 8, 1),         # one chunk, one column
+          (1, 1032, 9)]      # a last pass with one chunk a lane
+
+
+class TestGemv:
+    @pytest.mark.parametrize("m, k, n", SHAPES, ids=[f"{m}x{k}x{n}" for m, k, n in SHAPES])
+    @pytest.mark.parametrize("dtype", sorted(DTYPES))
+    @pytest.mark.parametrize("out", ["same", "float32"])
+    def test_matches_numpy(self, cp, gv, m, k, n, dtype, out):
+        rng = np.random.default_rng(m * 7919 + k + n)
+        x, w, xd, wd = _operands(cp, rng, m, k, n, DTYPES[dtype])
+        y = gv.gemv(xd, wd, out_dtype=None if out == "same" else np.float32)
+        assert y is not None and y.shape == (m, n)
+        assert y.dtype == (DTYPES[dtype] if out == "same" else np.float32)
+        _check(cp.asnumpy(y).astype(np.float32), x, w, dtype if out == "same" else "float32")
+
+    def test_strided_rows(self, cp, gv):
+        """Rows of x a whole number of 16-byte chunks apart (a Split's view of a wider row)."""
+        rng = np.random.default_rng(3)
+        wide = rng.standard_normal((2, 1024 + 64)).astype(np.float16)
+        x = cp.asarray(wide)[:, 64:]
+        _, w, _, wd = _operands(cp, rng, 2, 1024, 300, np.float16)
+        y = gv.gemv(x, wd)
+        assert y is not None
+        _check(cp.asnumpy(y), wide[:, 64:], w, "float16")
+
+    def test_pdl_off_gives_the_same_bits(self, cp, gv, monkeypatch):
+        rng = np.random.default_rng(5)
+        _, _, xd, wd = _operands(cp, rng, 2, 2048, 1536, np.float16)
+        with_pdl = cp.asnumpy(gv.gemv(xd, wd))
+        monkeypatch.setenv("DIST_RT_PDL", "0")
+        without = cp.asnumpy(gv.gemv(xd, wd))
+        np.testing.assert_array_equal(with_pdl.view(np.uint16), without.view(np.uint16))
+
+    @pytest.mark.parametrize("case", ["three_rows", "float32", "k_odd", "row_major_w",
+                                      "misaligned_x", "mixed_dtypes", "empty_n"])
+    def test_declines(self, cp, gv, case):
+        rng = np.random.default_rng(11)
+        m, k, n, dtype = 1, 256, 64, np.float16
+        if case == "three_rows":
+            m = 3
+        if case == "float32":
+            dtype = np.float32
+        if case == "k_odd":
+            k = 260
+        if case == "empty_n":
+            n = 0
+        _, w, xd, wd = _operands(cp, rng, m, k, n, dtype)
+        if case == "row_major_w":
+            wd = cp.asarray(w)
+        if case == "misaligned_x":
+            xd = cp.asarray(rng.standard_normal((1, k + 4)).astype(dtype))[:, 4:]
+        if case == "mixed_dtypes":
+            xd = xd.astype(dtypes.bfloat16)
+        assert gv.gemv(xd, wd) is None
+
+    def test_graph_replay_chain(self, cp, gv):
+        """Three dependent PDL GEMVs captured once, replayed after x changes in place:
+        each must read its predecessor's fresh output."""
+        rng = np.random.default_rng(17)
+        ws = [cp.ascontiguousarray(cp.asarray(
+            (rng.standard_normal((512, 512)) / np.sqrt(512)).astype(np.float16)).T).T
+            for _ in range(3)]
+        x = cp.asarray(rng.standard_normal((1, 512)).astype(np.float16))
+
+        def chain():
+            y = x
+            for w in ws:
+                y = gv.gemv(y, w)
+            return y
+
+        stream = cp.cuda.Stream(non_blocking=True)
+        with stream:
+            chain()
+            stream.begin_capture()
+            y = chain()
+            graph = stream.end_capture()
+            for trial in range(3):
+                x[...] = cp.asarray(rng.standard_normal((1, 512)).astype(np.float16))
+                graph.launch(stream)
+                stream.synchronize()
+                want = chain()
+                stream.synchronize()
+                np.testing.assert_array_equal(cp.asnumpy(y), cp.asnumpy(want), err_msg=trial)
+
+
+class TestLaunch:
+    def test_bad_argument_type(self, cp, gv):
+        from dist_rt.runtime.cuda import launch
+
+        kernel = gv._module().get_function("gemv_nk<h16, h16, 1>")
+        with pytest.raises(TypeError, match="unsupported kernel argument str"):
+            launch.launch(kernel, 1, 256, ["x"])
+
+
+def _matmul_net(k, n, relu=False, share_with_gather=False):
+    """float32 x (B, S, K) @ W (K, N) [-> Relu], optionally W also read by a Gather.
+
+    Built at fp16, the bare product becomes ``MatMulCast`` (fp16 operands, float32 y) and
+    the one before Relu stays a ``MatMul``.
+    """
+    rng = np.random.default_rng(k + n)
+    net = Network("mm")
+    x = net.add_input("x", np.float32, ("B", "S", k))
+    w = net.add_constant("w", (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32))
+    y = net.add_layer("MatMul", [x, w], name="mm", outputs=["mm_y" if relu else "y"]).outputs[0]
+    if relu:
+        y = net.add_layer("Relu", [y], name="relu", outputs=["y"]).outputs[0]
+    net.mark_output(y)
+    if share_with_gather:
+        idx = net.add_input("idx", np.int64, (2,))
+        net.mark_output(net.add_layer("Gather", [w, idx], {"axis": 0}, name="rows",
+                                      outputs=["rows"]).outputs[0])
+    return net
+
+
+class TestTransposedWeights:
+    @pytest.mark.parametrize("relu", [False, True], ids=["matmul_cast", "matmul"])
+    def test_engine_matches_cpu(self, cp, relu):
+        from dist_rt.runtime.cuda.gemv import transposed_view
+
+        net = _matmul_net(264, 300, relu=relu)
+        gpu = Builder(BuilderConfig(device="cuda", precision="fp16")).build(net)
+        ops = {lay.op_type for lay in gpu.network.layers}
+        assert ("MatMul" if relu else "MatMulCast") in ops
+        cpu = Builder(BuilderConfig(precision="fp16", optimization_level=0)).build(net)
+        rng = np.random.default_rng(1)
+        with cpu.create_execution_context() as c0, gpu.create_execution_context() as c1:
+            assert transposed_view(c1._constants["w"])
+            for b, s in [(1, 1), (1, 2), (2, 2), (3, 7)]:  # GEMV at 1 and 2 rows, else cuBLAS
+                feeds = {"x": rng.standard_normal((b, s, 264)).astype(np.float32)}
+                want = c0.execute(feeds)["y"]
+                for _ in range(3):  # eager, capture, replay
+                    got = c1.execute(feeds)["y"]
+                    np.testing.assert_allclose(got, want, atol=2e-2, rtol=2e-2)
+
+    def test_weight_read_by_gather_keeps_its_layout(self, cp):
+        net = _matmul_net(64, 48, share_with_gather=True)
+        gpu = Builder(BuilderConfig(device="cuda", precision="fp16")).build(net)
+        w16 = net.tensors["w"].weights.numpy().astype(np.float16).astype(np.float32)
+        with gpu.create_execution_context() as ctx:
+            assert ctx._constants["w"].flags.c_contiguous
+            out = ctx.execute({"x": np.ones((1, 1, 64), np.float32),
+                               "idx": np.array([0, 3], np.int64)})
+            np.testing.assert_array_equal(out["rows"], w16[[0, 3]])
+
+    def test_llama_decode_uses_the_gemv(self, cp, monkeypatch):
+        from dist_rt.models.llama import LlamaConfig, make_llama, sample_inputs
+        from dist_rt.runtime.cuda import gemv
+
+        calls = []
+        real = gemv.gemv
+
+        def spy(a, b, out_dtype=None):
+            y = real(a, b, out_dtype)
+            calls.append(y is not None)
+            return y
+
+        monkeypatch.setattr(gemv, "gemv", spy)
+        cfg = LlamaConfig(hidden=256, layers=2, heads=4, kv_heads=2, mlp=512, vocab=1003)
+        net = dist_rt.parse_onnx(make_llama(cfg))
+        gpu = Builder(BuilderConfig(device="cuda", precision="fp16")).build(net)
+        cpu = Builder(BuilderConfig(precision="fp16", optimization_level=0)).build(net)
+        feeds = sample_inputs(cfg, 1, 1)
+        with cpu.create_execution_context() as c0, gpu.create_execution_context() as c1:
+            c1.use_cuda_graph = False
+            want = c0.execute(feeds)["logits"]
+            got = c1.execute(feeds)["logits"]
+        assert np.max(np.abs(got - want)) <= 1e-2 * (1 + np.max(np.abs(want)))
+        # q/k/v, o, gate/up, down per layer and the head, all on the GEMV
+        assert calls and all(calls) and len(calls) == 4 * cfg.layers + 1
