@@ -1,10 +1,15 @@
 """CUDA C source of the one-shot NVLink all-reduce (see :mod:`collectives.nvlink` for the
 protocol: per-call epochs, double-buffered peer-visible data, flags written by peers).
 
-A string only: :mod:`collectives.nvlink` compiles it with NVRTC on first use.
+A string only: :mod:`collectives.nvlink` compiles it with NVRTC on first use. Both kernels
+start with ``PDL_WAIT(); PDL_LAUNCH();`` (:data:`dist_rt.runtime.cuda.source.PDL_SOURCE`):
+they are launched with programmatic dependent launch, so the GEMV after them starts
+streaming its weights while the ranks exchange their flags.
 """
 
-SOURCE = r"""
+from dist_rt.runtime.cuda.source import PDL_SOURCE
+
+SOURCE = PDL_SOURCE + r"""
 typedef unsigned long long u64;
 struct h16 { unsigned short x; };
 struct b16 { unsigned short x; };
@@ -118,6 +123,8 @@ __global__ void __launch_bounds__(512) allreduce_one_shot(
         int max_blocks, u64 slot_bytes, u64 flags_off, u64 counters_off, u64 timeout_ns,
         u64 own, u64 base0, u64 base1, u64 base2, u64 base3, u64 base4, u64 base5,
         u64 base6, u64 base7) {
+    PDL_WAIT();    // the input and this rank's counters are earlier kernels' writes
+    PDL_LAUNCH();  // the next kernel may start loading its weights while ranks exchange
     typedef Lanes<T> L;
     const u64 base[MAX_RANKS] = {base0, base1, base2, base3, base4, base5, base6, base7};
     const int tid = threadIdx.x, b = blockIdx.x, nb = gridDim.x;
@@ -190,6 +197,8 @@ __global__ void __launch_bounds__(512) allreduce_add_rmsnorm(
         int world, int max_blocks, u64 slot_bytes, u64 flags_off, u64 counters_off,
         u64 timeout_ns, u64 own, u64 base0, u64 base1, u64 base2, u64 base3, u64 base4,
         u64 base5, u64 base6, u64 base7) {
+    PDL_WAIT();    // the input and this rank's counters are earlier kernels' writes
+    PDL_LAUNCH();  // the next kernel may start loading its weights while ranks exchange
     typedef Lanes<T> L;
     const u64 base[MAX_RANKS] = {base0, base1, base2, base3, base4, base5, base6, base7};
     __shared__ float red[32];

@@ -97,7 +97,7 @@ from typing import Any
 import numpy as np
 
 from collectives import _nvlink_source
-from dist_rt.errors import CommunicatorError, LaunchError
+from dist_rt.errors import CommunicatorError, ExecutionError, LaunchError
 
 #: Largest world the kernel takes (one pointer argument per rank).
 MAX_RANKS = 8
@@ -462,9 +462,11 @@ class NvlinkAllReduce:
     def _launch(self, kernel: str, dtype: str, blocks: int, threads: int, args: tuple,
                 what: str) -> None:
         """Launch one of the kernels on the current stream and count the call."""
+        from dist_rt.runtime.cuda.launch import launch  # noqa: PLC0415 - imports CuPy
+
         try:
-            self._fns[kernel, dtype]((blocks,), (threads,), args)
-        except self._cp.cuda.driver.CUDADriverError as exc:
+            launch(self._fns[kernel, dtype], blocks, threads, args)
+        except (self._cp.cuda.driver.CUDADriverError, ExecutionError) as exc:
             raise CommunicatorError(f"rank {self.rank}/{self.size}, {what}: the nvlink "
                                     f"kernel {kernel} failed to launch: {exc}") from exc
         self.calls += 1

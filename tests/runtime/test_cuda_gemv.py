@@ -149,8 +149,10 @@ class TestLaunch:
         from dist_rt.runtime.cuda import launch
 
         kernel = gv._module().get_function("gemv_nk<h16, h16, 1>")
-        with pytest.raises(TypeError, match="unsupported kernel argument str"):
+        with pytest.raises(TypeError, match="unsupported kernel argument 'x' \\(str\\)"):
             launch.launch(kernel, 1, 256, ["x"])
+        with pytest.raises(TypeError, match="int8"):
+            launch.launch(kernel, 1, 256, [np.int8(1)])
 
 
 def _matmul_net(k, n, relu=False, share_with_gather=False):

@@ -95,19 +95,28 @@ def pdl_available() -> bool:
     return _PDL_OK[dev]
 
 
+_C_TYPES = {np.dtype(np.int64): ctypes.c_longlong, np.dtype(np.uint64): ctypes.c_ulonglong,
+            np.dtype(np.int32): ctypes.c_int, np.dtype(np.uint32): ctypes.c_uint,
+            np.dtype(np.float32): ctypes.c_float, np.dtype(np.float64): ctypes.c_double}
+
+
 def _arg(value: Any) -> ctypes._SimpleCData:
-    """The C value of one kernel argument (arrays by pointer; scalars by their numpy type)."""
+    """The C value of one kernel argument: arrays by pointer, NumPy scalars as their type,
+    Python ints as ``int`` and floats as ``float`` (CuPy's kernels take the same)."""
     if isinstance(value, cupy.ndarray):
         return ctypes.c_void_p(value.data.ptr)
     if value is None:
         return ctypes.c_void_p(0)
-    if isinstance(value, np.int64):
-        return ctypes.c_longlong(int(value))
-    if isinstance(value, (np.float32, float)):
-        return ctypes.c_float(float(value))
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return ctypes.c_int(int(value))
-    raise TypeError(f"launch: unsupported kernel argument {type(value).__name__}")
+    if isinstance(value, np.generic):
+        ctype = _C_TYPES.get(value.dtype)
+        if ctype is not None:
+            return ctype(value.item())
+    elif isinstance(value, int) and not isinstance(value, bool) and -2**31 <= value < 2**31:
+        return ctypes.c_int(value)
+    elif isinstance(value, float):
+        return ctypes.c_float(value)
+    raise TypeError(f"launch: unsupported kernel argument {value!r} "
+                    f"({type(value).__name__}); pass a NumPy scalar of the parameter's type")
 
 
 def launch(kernel: cupy.RawKernel, grid: int | Sequence[int], block: int,
@@ -118,8 +127,9 @@ def launch(kernel: cupy.RawKernel, grid: int | Sequence[int], block: int,
         kernel: A compiled CuPy kernel (``RawModule.get_function``).
         grid: Blocks (an int, or up to three dimensions).
         block: Threads per block.
-        args: In the kernel's order: CuPy arrays (pointers), None (a null pointer),
-            ``np.int64`` (64-bit), Python/NumPy ints (32-bit), floats (32-bit).
+        args: In the kernel's order: CuPy arrays (pointers), None (a null pointer), NumPy
+            scalars (int32/64, uint32/64, float32/64: that C type), Python ints (``int``)
+            and floats (``float``).
         shared_bytes: Dynamic shared memory per block.
         pdl: Ask for programmatic dependent launch (ignored where unavailable). The kernel
             must keep the contract in the module docstring.
