@@ -74,6 +74,20 @@ class TestGemv:
         assert y.dtype == (DTYPES[dtype] if out == "same" else np.float32)
         _check(cp.asnumpy(y).astype(np.float32), x, w, dtype if out == "same" else "float32")
 
+    @pytest.mark.parametrize("splits", [1, 2, 4])
+    @pytest.mark.parametrize("m, k, n", [(1, 5632, 300), (2, 1032, 17), (1, 264, 40)],
+                             ids=["6_passes", "2_passes", "1_pass"])
+    def test_every_split(self, cp, gv, m, k, n, splits):
+        """KS warps a column, including more warps than the column has passes."""
+        rng = np.random.default_rng(k + splits)
+        x, w, xd, wd = _operands(cp, rng, m, k, n, np.float16)
+        y = gv.gemv(xd, wd, splits=splits)
+        _check(cp.asnumpy(y).astype(np.float32), x, w, "float16")
+
+    def test_default_splits(self, gv):
+        assert [gv.default_splits(k, 4096) for k in (1024, 2048, 4096, 5632, 7168, 14336)] == \
+            [1, 2, 2, 2, 4, 4]
+
     def test_strided_rows(self, cp, gv):
         """Rows of x a whole number of 16-byte chunks apart (a Split's view of a wider row)."""
         rng = np.random.default_rng(3)
@@ -148,7 +162,7 @@ class TestLaunch:
     def test_bad_argument_type(self, cp, gv):
         from dist_rt.runtime.cuda import launch
 
-        kernel = gv._module().get_function("gemv_nk<h16, h16, 1>")
+        kernel = gv._module().get_function("gemv_nk<h16, h16, 1, 1>")
         with pytest.raises(TypeError, match="unsupported kernel argument 'x' \\(str\\)"):
             launch.launch(kernel, 1, 256, ["x"])
         with pytest.raises(TypeError, match="int8"):

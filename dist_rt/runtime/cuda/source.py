@@ -365,10 +365,13 @@ __global__ void attention_decode(const T* q, const T* k, const T* v, T* y,
     // the block's last key: the largest end over its items
     int last_item = min(S * G - 1, (int)blockIdx.x * NW + NW - 1);
     int blk_end = causal ? min(Skv, last_item / G + offset + 1) : Skv;
-    if (active) {
-        const T* qr = q + b * qsb + h * qsh + i * qss;
-        for (int d = lane; d < D; d += 32) qsm[warp][d] = ld(qr + d) * scale;
-    }
+    // q into registers first: its loads are in flight with the first K/V tile's (one round
+    // trip to memory instead of two; at one key a call was ~4 us, mostly such latencies).
+    float qreg[MAXD / 32];
+    const T* qr = q + b * qsb + h * qsh + i * qss;
+#pragma unroll
+    for (int t = 0; t < MAXD / 32; ++t)
+        qreg[t] = active && t * 32 + lane < D ? ld(qr + t * 32 + lane) * scale : 0.f;
     float m = NEG_INF, l = 0.f, acc[MAXD / 32];
 #pragma unroll
     for (int t = 0; t < MAXD / 32; ++t) acc[t] = 0.f;
@@ -384,6 +387,10 @@ __global__ void attention_decode(const T* q, const T* k, const T* v, T* y,
             ks[j][d] = ld(kb + (long long)(j0 + j) * kss + d);
             vs[j][d] = ld(vb + (long long)(j0 + j) * vss + d);
         }
+        if (j0 == 0 && active)
+#pragma unroll
+            for (int t = 0; t < MAXD / 32; ++t)
+                if (t * 32 + lane < D) qsm[warp][t * 32 + lane] = qreg[t];
         __syncthreads();
         if (!active || j0 >= my_end) continue;
         int j = j0 + lane;
@@ -398,7 +405,7 @@ __global__ void attention_decode(const T* q, const T* k, const T* v, T* y,
         l = l * alpha + warp_sum(p);
 #pragma unroll
         for (int t = 0; t < MAXD / 32; ++t) acc[t] *= alpha;
-        for (int jj = 0; jj < TK; ++jj) {
+        for (int jj = 0; jj < rows; ++jj) {  // rows: the same for the whole block
             float pj = __shfl_sync(0xffffffffu, p, jj);  // every lane shuffles: no early exit
             if (pj == 0.f) continue;
 #pragma unroll
