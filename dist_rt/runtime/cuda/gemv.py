@@ -224,7 +224,8 @@ def gemv(a: Any, b: Any, out_dtype: Any = None, splits: int | None = None) -> An
     out = np.dtype(a.dtype if out_dtype is None else out_dtype)
     storage = TYPES["bfloat16"] if a.dtype == dtypes.bfloat16 else TYPES.get(a.dtype.name)
     if (storage not in ("h16", "b16") or out not in (a.dtype, np.dtype(np.float32))
-            or not 0 < m <= MAX_ROWS or k % 8 or n == 0 or not transposed_view(b)):
+            or not 0 < m <= min(MAX_ROWS, _TILES[-1]) or k % 8 or n == 0
+            or not transposed_view(b)):
         return None
     itemsize = a.itemsize
     if (a.strides[1] != itemsize or (m > 1 and a.strides[0] % 16) or a.data.ptr % 16
