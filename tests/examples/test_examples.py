@@ -65,3 +65,16 @@ def test_20_profile_kernels_small():
                         ["--small", "--shapes", "1x1,2x40", "--iters", "2"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "kernels/step" in proc.stdout and "arena" in proc.stdout
+
+
+@pytest.mark.gpu
+def test_20_ab_decode_small():
+    """Every variant runs, and their logits agree (the GEMV and PDL change no values)."""
+    proc = _run_example(("20_llama_vs_pytorch", "ab_decode.py"),
+                        ["--small", "--shapes", "1x1,2x1,3x5", "--rounds", "1", "--iters", "3"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "x" in line
+            and "shape" not in line]
+    assert len(rows) == 3
+    for row in rows:
+        assert float(row.strip("| ").split("|")[-1]) < 0.05, row
