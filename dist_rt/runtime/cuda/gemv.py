@@ -39,7 +39,11 @@ Rejected: ``(K, N)`` weights with split-K (the layout ONNX gives): blocks must c
 partial sums across the grid (a second launch, or a last-block reduction that serializes
 the tail); measured 1.03-1.3x slower than cuBLAS at every decode shape in session 4. Two
 columns a warp: faster for K = 4096 alone (H200, 3.4 vs 3.2 TB/s at 4096 x 7168) but slower
-over the 7B decode chain (1.281 vs 1.219 ms), and slower for K = 2048.
+over the 7B decode chain (1.281 vs 1.219 ms), and slower for K = 2048. Tensor cores for
+3-16 rows (``mma.sync.m16n8k16`` on 16 rows of X by 8 columns, 8 warps splitting K, mma's
+k permuted to memory order so each lane reads 16-byte chunks): correct, but over the 1B
+decode GEMVs (H100, PDL chain) 0.803 vs cuBLAS 0.825 ms at 4 rows, 0.821 vs 0.830 at 8 and
+0.899 vs 0.843 at 16 (2 or 4 column tiles a warp were slower still): dropped.
 
 Declines (returns None: cuBLAS runs) for M > :data:`MAX_ROWS`, float32, K % 8 != 0, X
 rows not 16-byte aligned, or a W that is not the transposed view.
