@@ -274,6 +274,15 @@ class TestPass:
         assert sig == ('Conv(float32[1,2,5,5],float32[3,2,3,3]){"pads":[1,1,1,1]}'
                        f"@cpu/x86_64/dist_rt-{dist_rt.__version__}")
 
+    def test_signature_marks_transposed_inputs(self):
+        """A weight the device keeps (N, K) is another cuBLASLt problem: another key."""
+        layer, arrays = _layer("MatMul", [np.zeros((4, 16), np.float16),
+                                          np.zeros((16, 8), np.float16)])
+        plain = tactic_pass.signature(layer, _specs(arrays), "cuda", "sm_90")
+        marked = tactic_pass.signature(layer, _specs(arrays), "cuda", "sm_90", [1])
+        assert plain.startswith("MatMul(float16[4,16],float16[16,8])")
+        assert marked.startswith("MatMul(float16[4,16],float16[16,8]^T)") and marked != plain
+
 
 def _build(net, cache, shapes=None):
     cfg = BuilderConfig(timing_cache=str(cache))

@@ -25,6 +25,7 @@ from dist_rt.ops import RunContext
 from dist_rt.runtime.cuda import kernels, timing
 from dist_rt.runtime.cuda import tactics as cuda_tactics
 from dist_rt.runtime.cuda.graph import CudaGraphRunner, host_indices
+from dist_rt.runtime.weight_layout import linear_weights
 
 name = "cuda"
 xp = cupy
@@ -64,44 +65,6 @@ def to_device(array: Any) -> Any:
         return array
     host = np.asarray(array)
     return cupy.asarray(host) if device_dtype_ok(host.dtype) else host
-
-
-#: Layers whose input 1 may be a weight stored transposed (N, K) on the device: they pass
-#: it to :func:`kernels.matmul` / :func:`matmul_cast.matmul_cast`, which take the (K, N)
-#: column-major view (the GEMV reads rows of W, cuBLAS takes it as a transposed operand).
-_LINEAR_READERS = {("", "MatMul"), ("dist_rt", "MatMulCast")}
-
-
-def linear_weights(network: Any) -> set[str]:
-    """Constants the device stores transposed: (N, K) row-major instead of ONNX's (K, N).
-
-    A constant qualifies when it is 2-D, fp16 or bf16, K is a multiple of 8 (the GEMV's
-    16-byte chunks) and every layer that reads it is a ``MatMul``/``MatMulCast`` reading it
-    as B. The decode GEMV (:mod:`dist_rt.runtime.cuda.gemv`) then streams contiguous rows;
-    other readers (a tied embedding's Gather, say) would see a strided view, so those
-    weights keep ONNX's layout.
-    """
-    readers: dict[str, list[tuple[Any, int]]] = {}
-    for layer in network.layers:
-        for i, t in enumerate(layer.inputs):
-            if t is not None:
-                readers.setdefault(t.name, []).append((layer, i))
-    names = set()
-    outputs = {t.name for t in network.outputs}
-    for t in network.constants:
-        shape, dtype = t.weights.shape, np.dtype(t.weights.dtype)
-        found = readers.get(t.name)
-        if (len(shape) != 2 or shape[0] % 8 or not found or t.name in outputs
-                or dtype not in (np.dtype(np.float16), dtypes.bfloat16)):
-            continue
-        if all(i == 1 and (_domain(layer), layer.op_type) in _LINEAR_READERS
-               for layer, i in found):
-            names.add(t.name)
-    return names
-
-
-def _domain(layer: Any) -> str:
-    return "" if layer.domain in ("", "ai.onnx") else layer.domain
 
 
 def constants_to_device(network: Any, names: Sequence[str] | None = None) -> dict[str, Any]:
