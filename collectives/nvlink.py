@@ -323,6 +323,9 @@ class NvlinkAllReduce:
         self._opened: list[int] = []
         self._own = 0
         self._fns = _kernels(cp)
+        from dist_rt.runtime.cuda.launch import launch  # noqa: PLC0415 - imports CuPy
+
+        self._launch_kernel = launch
         trap_s = timeout + _TRAP_MARGIN_S if timeout > 0 else 0.0
         self._trap_ns = np.uint64(int(trap_s * 1e9))
         self._fixed: tuple = ()
@@ -462,10 +465,8 @@ class NvlinkAllReduce:
     def _launch(self, kernel: str, dtype: str, blocks: int, threads: int, args: tuple,
                 what: str) -> None:
         """Launch one of the kernels on the current stream and count the call."""
-        from dist_rt.runtime.cuda.launch import launch  # noqa: PLC0415 - imports CuPy
-
         try:
-            launch(self._fns[kernel, dtype], blocks, threads, args)
+            self._launch_kernel(self._fns[kernel, dtype], blocks, threads, args)
         except (self._cp.cuda.driver.CUDADriverError, ExecutionError) as exc:
             raise CommunicatorError(f"rank {self.rank}/{self.size}, {what}: the nvlink "
                                     f"kernel {kernel} failed to launch: {exc}") from exc

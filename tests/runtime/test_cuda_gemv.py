@@ -85,7 +85,7 @@ class TestGemv:
         _check(cp.asnumpy(y).astype(np.float32), x, w, "float16")
 
     def test_default_splits(self, gv):
-        assert [gv.default_splits(k, 4096) for k in (1024, 2048, 4096, 5632, 7168, 14336)] == \
+        assert [gv.default_splits(k) for k in (1024, 2048, 4096, 5632, 7168, 14336)] == \
             [1, 2, 2, 2, 4, 4]
 
     def test_strided_rows(self, cp, gv):

@@ -92,7 +92,7 @@ import cupy
 import numpy as np
 
 from dist_rt import dtypes
-from dist_rt.runtime.cuda.device import sm_count
+from dist_rt.runtime.cuda.device import capability, sm_count
 
 #: Keys per tile and threads per CTA (4 warps).
 BLOCK_N = 64
@@ -505,7 +505,6 @@ extern "C" __global__ void __launch_bounds__(NT) {name}(
 #: (device id, storage type, D, m16 tiles a warp) -> compiled kernel with its shared-memory
 #: limit raised.
 _KERNELS: dict[tuple[int, str, int, int], Any] = {}
-_CAPABLE: dict[int, bool] = {}
 
 
 def _storage(dtype: Any) -> str | None:
@@ -543,12 +542,8 @@ def smem_bytes(head_dim: int, rows_per_warp: int = 16) -> int:
 
 
 def _capable() -> bool:
-    """sm_80 or newer (``cp.async``, bf16 ``mma``); cached per device."""
-    dev = cupy.cuda.Device()
-    ok = _CAPABLE.get(dev.id)
-    if ok is None:
-        ok = _CAPABLE[dev.id] = int(dev.compute_capability) >= 80
-    return ok
+    """sm_80 or newer (``cp.async``, bf16 ``mma``)."""
+    return capability() >= 80
 
 
 def kernel_name(storage: str, head_dim: int, rows_per_warp: int = 16) -> str:

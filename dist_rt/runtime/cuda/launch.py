@@ -42,6 +42,7 @@ import cupy
 import numpy as np
 
 from dist_rt.errors import ExecutionError
+from dist_rt.runtime.cuda.device import capability
 
 _PROGRAMMATIC_STREAM_SERIALIZATION = 6  # CUlaunchAttributeID
 
@@ -66,7 +67,6 @@ _DRIVER: ctypes.CDLL | None = None
 _PDL_ATTR = (_Attr * 1)()
 _PDL_ATTR[0].id = _PROGRAMMATIC_STREAM_SERIALIZATION
 _PDL_ATTR[0].value.flag = 1
-_PDL_OK: dict[int, bool] = {}
 
 
 def _driver() -> ctypes.CDLL:
@@ -86,13 +86,7 @@ def _driver() -> ctypes.CDLL:
 
 def pdl_available() -> bool:
     """True when launches get the PDL attribute: sm_90+ and ``DIST_RT_PDL`` is not ``0``."""
-    if os.environ.get("DIST_RT_PDL", "1") == "0":
-        return False
-    dev = cupy.cuda.runtime.getDevice()
-    if dev not in _PDL_OK:
-        major = cupy.cuda.runtime.getDeviceProperties(dev)["major"]
-        _PDL_OK[dev] = int(major) >= 9
-    return _PDL_OK[dev]
+    return os.environ.get("DIST_RT_PDL", "1") != "0" and capability() >= 90
 
 
 _C_TYPES = {np.dtype(np.int64): ctypes.c_longlong, np.dtype(np.uint64): ctypes.c_ulonglong,
