@@ -80,7 +80,8 @@ def main() -> int:
     loop("feeds", feed_case)
     t0 = time.monotonic()
     grow = test_leaks.execute_growth(10_000)
-    print(f"leaks: 10,000 executes (smaller of two windows): RSS {grow:+.2f} MiB ({time.monotonic() - t0:.0f} s)")
+    print(f"leaks: 10,000 executes (smaller of two windows): RSS {grow:+.2f} MiB "
+          f"({time.monotonic() - t0:.0f} s)")
     t0 = time.monotonic()
     grow = test_leaks.cycle_growth(100)
     print(f"leaks: 100 build/context/close cycles: RSS {grow:+.2f} MiB "
