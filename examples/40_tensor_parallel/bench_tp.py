@@ -60,11 +60,19 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
+from tp_report import (  # noqa: E402
+    check,
+    collect,
+    plot,
+    print_report,
+    summarize,
+    targets,
+    write_json,
+)
+
 from dist_rt.models.llama import LlamaConfig, make_llama, sample_inputs  # noqa: E402
 from launch import RankInfo, discover  # noqa: E402
 
-#: Issue 10's targets (README.md).
-DECODE_N2, DECODE_N4, PREFILL_N4_THROUGHPUT = 0.6, 0.35, 3.2
 PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 #: Megatron hints for ``--plan megatron`` (layer names as make_llama exports them).
 MEGATRON = {"layers": {"*/q_proj/*": "column", "*/k_proj/*": "column", "*/v_proj/*": "column",
@@ -327,14 +335,6 @@ def _torch_timer() -> Any:
             torch.cuda.synchronize)
 
 
-def check(ours: np.ndarray, ref: np.ndarray, tol: float) -> dict[str, Any]:
-    """Max abs difference of two logits arrays and whether it is within the fp16 tolerance."""
-    diff = float(np.max(np.abs(ours.astype(np.float32) - ref.astype(np.float32))))
-    scale = float(np.max(np.abs(ref)))
-    return {"max_abs_diff": diff, "max_abs_ref": scale, "tol": tol * max(1.0, scale),
-            "ok": bool(diff <= tol * max(1.0, scale))}
-
-
 # -- dist_rt ----------------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -551,106 +551,6 @@ class TorchSide:
         self.dist.destroy_process_group()
 
 
-# -- report -----------------------------------------------------------------------------------
-
-def summarize(results: list[dict[str, Any]]) -> None:
-    """Add speed-up over N = 1 and efficiency (speed-up / N) to each row, in place."""
-    base = {(r["impl"], r["shape"]): r["median_ms"] for r in results if r["n"] == 1}
-    for r in results:
-        one = base.get((r["impl"], r["shape"]))
-        r["speedup"] = one / r["median_ms"] if one else None
-        r["efficiency"] = r["speedup"] / r["n"] if one else None
-        r["latency_vs_n1"] = r["median_ms"] / one if one else None
-
-
-def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Evaluate issue 10's targets on whatever rows exist (``ok`` None: not measured)."""
-    by = {(r["impl"], r["n"], r["shape"]): r for r in results}
-    shapes = sorted({r["shape"] for r in results}, key=lambda s: tuple(map(int, s.split("x"))))
-    out = []
-    for shape in shapes:
-        decode = shape.endswith("x1")
-        measured = {r["n"] for r in results}
-        for n, limit in ((2, DECODE_N2), (4, DECODE_N4)):
-            r = by.get(("dist_rt", n, shape))
-            if decode and n in measured:
-                value = r["latency_vs_n1"] if r else None
-                out.append({"target": f"decode {shape}: latency N={n} / N=1 <= {limit}",
-                            "value": value, "ok": None if value is None else value <= limit})
-        if not decode and 4 in measured:
-            r = by.get(("dist_rt", 4, shape))
-            value = r["speedup"] if r else None
-            out.append({"target": f"prefill {shape}: throughput N=4 / N=1 >= "
-                                  f"{PREFILL_N4_THROUGHPUT}",
-                        "value": value,
-                        "ok": None if value is None else value >= PREFILL_N4_THROUGHPUT})
-        for n in sorted({r["n"] for r in results}):
-            ours = by.get(("dist_rt", n, shape))
-            theirs = [by[k]["median_ms"] for k in (("torch_eager", n, shape),
-                                                   ("torch_compile", n, shape)) if k in by]
-            value = ours["median_ms"] / min(theirs) if ours and theirs else None
-            out.append({"target": f"{shape} N={n}: dist_rt / best torch TP < 1",
-                        "value": value, "ok": None if value is None else value < 1.0})
-    return out
-
-
-def print_report(report: dict[str, Any]) -> None:
-    """Markdown tables on stdout."""
-    print("\n| impl | N | shape | median ms | tokens/s | speed-up | efficiency |")
-    print("|---|---|---|---|---|---|---|")
-    for r in report["results"]:
-        su = "-" if r["speedup"] is None else f"{r['speedup']:.2f}"
-        ef = "-" if r["efficiency"] is None else f"{r['efficiency']:.2f}"
-        print(f"| {r['impl']} | {r['n']} | {r['shape']} | {r['median_ms']:.3f} | "
-              f"{r['tokens_per_s']:.0f} | {su} | {ef} |")
-    print("\n| check | max abs diff | allowed | ok |\n|---|---|---|---|")
-    for c in report["checks"]:
-        print(f"| {c['what']} | {c['max_abs_diff']:.4g} | {c['tol']:.4g} | {c['ok']} |")
-    print("\n| target | value | met |\n|---|---|---|")
-    for t in report["targets"]:
-        value = "-" if t["value"] is None else f"{t['value']:.3f}"
-        print(f"| {t['target']} | {value} | {t['ok']} |")
-    for note in report["notes"]:
-        print(f"note: {note}")
-    sys.stdout.flush()
-
-
-def plot(report: dict[str, Any], path: str) -> str:
-    """Latency vs N, one panel per shape; returns a note saying what happened."""
-    try:
-        import matplotlib  # noqa: PLC0415
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-    except ImportError:
-        return "plot skipped: matplotlib is not importable (pip install matplotlib)"
-    shapes = list(dict.fromkeys(r["shape"] for r in report["results"]))
-    if not shapes:
-        return "plot skipped: no results"
-    fig, axes = plt.subplots(1, len(shapes), figsize=(4.5 * len(shapes), 3.8), squeeze=False)
-    for ax, shape in zip(axes[0], shapes, strict=True):
-        rows = [r for r in report["results"] if r["shape"] == shape]
-        for impl in dict.fromkeys(r["impl"] for r in rows):
-            pts = sorted((r["n"], r["median_ms"]) for r in rows if r["impl"] == impl)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=impl)
-        one = [r["median_ms"] for r in rows if r["impl"] == "dist_rt" and r["n"] == 1]
-        ns = sorted({r["n"] for r in rows})
-        if one:
-            ax.plot(ns, [one[0] / k for k in ns], "k:", label="dist_rt ideal")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ns, [str(k) for k in ns])
-        ax.set_yscale("log")
-        ax.set_title(f"batch x seq {shape}")
-        ax.set_xlabel("N (GPUs)")
-        ax.set_ylabel("median latency, ms")
-        ax.legend(fontsize=8)
-    fig.suptitle(report["title"], fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return f"plot written to {path}"
-
-
 # -- main -------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -706,14 +606,14 @@ def main(argv: list[str] | None = None) -> int:
                 job.world.barrier()
             if job.rank == 0:
                 report["plans"][str(n)] = mine.get("plan", {})
-                _collect(report, "dist_rt", n, gathered, args)
+                collect(report, "dist_rt", n, gathered, args)
                 for b, s in args.shape_list:
                     shape = f"{b}x{s}"
                     if n > 1 and ("dist_rt", 1, shape) in keep:
                         report["checks"].append({"what": f"dist_rt N={n} vs dist_rt N=1 {shape}",
                                                  **check(keep[("dist_rt", n, shape)],
                                                          keep[("dist_rt", 1, shape)], args.tol)})
-                _write(report, args.json)
+                write_json(report, args.json)
         if not args.skip_torch:
             with job.phase("torch init", 120):
                 side = TorchSide(job)
@@ -732,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
                     for impl in ("torch_eager", "torch_compile"):
                         rows = [None if g is None else [r for r in g if r["impl"] == impl]
                                 for g in gathered]
-                        _collect(report, impl, n, rows, args)
+                        collect(report, impl, n, rows, args)
                     for impl in ("torch_eager", "torch_compile"):
                         for b, s in args.shape_list:
                             shape = f"{b}x{s}"
@@ -741,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
                                     "what": f"dist_rt N={n} vs {impl} N={n} {shape}",
                                     **check(keep[("dist_rt", n, shape)], keep[(impl, n, shape)],
                                             args.tol)})
-                    _write(report, args.json)
+                    write_json(report, args.json)
             side.close()
         else:
             report["notes"].append("torch skipped (--skip-torch)")
@@ -751,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
             report["complete"] = True
             plot_path = args.plot or os.path.splitext(args.json)[0] + ".png"
             report["notes"].append(plot(report, plot_path))
-            _write(report, args.json)
+            write_json(report, args.json)
             print_report(report)
             job.log(f"wrote {args.json}")
         job.world.barrier()
@@ -767,35 +667,6 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     job.world.close()
     return 0
-
-
-def _collect(report: dict[str, Any], impl: str, n: int, gathered: list[Any],
-             args: argparse.Namespace) -> None:
-    """Add one result row per shape: the slowest rank's median over ranks ``0..n-1``."""
-    per_rank = [g for g in gathered[:n] if g]
-    if not per_rank:
-        return
-    for i, (b, s) in enumerate(args.shape_list):
-        medians = [float(np.median(g[i]["times_ms"])) for g in per_rank if i < len(g)]
-        if not medians:
-            continue
-        times = per_rank[0][i]["times_ms"]
-        med = max(medians)
-        report["results"].append({
-            "impl": impl, "n": n, "shape": f"{b}x{s}", "batch": b, "seq": s,
-            "median_ms": med, "rank_medians_ms": medians, "min_ms": float(np.min(times)),
-            "p90_ms": float(np.percentile(times, 90)), "iters": len(times),
-            "tokens_per_s": b * s / (med * 1e-3),
-            **({"first_call_s": per_rank[0][i]["first_call_s"]}
-               if "first_call_s" in per_rank[0][i] else {})})
-    summarize(report["results"])
-
-
-def _write(report: dict[str, Any], path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=1)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
