@@ -146,3 +146,29 @@ def test_two_ranks_replicated(model):
                        "--check"], timeout=120)
     assert "ranks: 2" in proc.stdout and "Memory rank 1" in proc.stdout
     assert "max abs error = 0.000e+00" in proc.stdout
+
+
+@pytest.mark.parametrize("ranks", [4, 8], ids=["readme_4", "design_8"])
+def test_default_model_sharded(ranks, tmp_path):
+    """The README's main job (the embedded default over 4 ranks) and the 8-rank design
+    target, on CPU under mpiexec: every rank holds a shard (less than the whole model's
+    weights), the collectives run, and the outputs match the unsharded reference."""
+    import json
+
+    from mpi_util import run_mpi
+
+    from dist_rt.run import main
+
+    one = tmp_path / "one.json"
+    assert main(["--device", "cpu", "--iterations", "1", "--warmup", "0",
+                 "--json", str(one)]) == 0
+    whole = json.loads(one.read_text())["memory"][0]["weight_bytes"]
+    out = tmp_path / f"n{ranks}.json"
+    proc = run_mpi(ranks, ["-m", "dist_rt.run", "--device", "cpu", "--check", "--iterations",
+                           "2", "--warmup", "0", "--json", str(out)], timeout=240)
+    report = json.loads(out.read_text())
+    assert f"ranks: {ranks}" in proc.stdout and report["world_size"] == ranks
+    assert [m["rank"] for m in report["memory"]] == list(range(ranks))
+    assert all(0 < m["weight_bytes"] < whole for m in report["memory"])
+    assert report["collectives_time_ms"] > 0
+    assert report["check"]["max_abs_error"] < 1e-4
