@@ -168,6 +168,7 @@ def test_default_model_sharded(ranks, tmp_path):
                            "2", "--warmup", "0", "--json", str(out)], timeout=240)
     report = json.loads(out.read_text())
     assert f"ranks: {ranks}" in proc.stdout and report["world_size"] == ranks
+    assert "threads BLAS threads" in proc.stderr  # launch/threads.py gave each rank a share
     assert [m["rank"] for m in report["memory"]] == list(range(ranks))
     assert all(0 < m["weight_bytes"] < whole for m in report["memory"])
     assert report["collectives_time_ms"] > 0

@@ -65,6 +65,7 @@ def setup_rank(args: argparse.Namespace, holder: dict[str, Any],
     log = log or _cli.ProgressLog(rank)
     holder.update(rank=rank, world=world, log=log)
     device = resolve_device(args.device)
+    _cli.limit_cpu_threads(info, device, log)
     comm = holder["comm"] = _cli.make_communicator(info, device)
     _cli.log_ranks(comm, log)
     if args.load_engine:
