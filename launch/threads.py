@@ -14,7 +14,9 @@ answers the same problem by setting ``OMP_NUM_THREADS=1``; here each rank gets i
 A thread variable the user set (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
 ``MKL_NUM_THREADS``, ``BLIS_NUM_THREADS``) wins: nothing is changed then. The limit is
 applied at run time through ``threadpoolctl`` (the BLAS is already loaded by then); without
-it the pools stay as they are and the note says so.
+it the pools stay as they are and the note says so. Not read: cgroup CPU quotas (a
+container that shows all of the host's cores but may use only some gets too large a share
+each; set ``OMP_NUM_THREADS`` there).
 """
 
 from __future__ import annotations
