@@ -10,13 +10,13 @@ answers the same problem by setting ``OMP_NUM_THREADS=1``; here each rank gets i
     all 8 (not bound)                 4             8 // 4 = 2
     all 2 (not bound)                 4             max(1, 2 // 4) = 1
     2 of 8 (bound by the launcher)    4             2 (the launcher already split them)
+    all 64, cgroup quota of 4 CPUs    2             min(64 // 2, 4 // 2) = 2
 
 A thread variable the user set (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
 ``MKL_NUM_THREADS``, ``BLIS_NUM_THREADS``) wins: nothing is changed then. The limit is
 applied at run time through ``threadpoolctl`` (the BLAS is already loaded by then); without
-it the pools stay as they are and the note says so. Not read: cgroup CPU quotas (a
-container that shows all of the host's cores but may use only some gets too large a share
-each; set ``OMP_NUM_THREADS`` there).
+it the pools stay as they are and the note says so. A container's CPU quota (cgroup v2
+``cpu.max``, v1 ``cpu.cfs_quota_us``) is shared by the node's ranks like the cores are.
 """
 
 from __future__ import annotations
@@ -40,14 +40,34 @@ def usable_cpus() -> tuple[int, int]:
         return total, total
 
 
+def cgroup_cpus(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs the container's cgroup quota allows (quota / period), or None when unlimited."""
+    try:
+        with open(os.path.join(root, "cpu.max")) as f:  # cgroup v2: "max 100000"
+            quota, period = f.read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as f:  # v1: -1 = none
+            quota = int(f.read())
+        with open(os.path.join(root, "cpu", "cpu.cfs_period_us")) as f:
+            period = int(f.read())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
 def blas_threads(info: RankInfo, env: Mapping[str, str] | None = None,
-                 cpus: tuple[int, int] | None = None) -> int | None:
+                 cpus: tuple[int, int] | None = None,
+                 quota: float | None = -1.0) -> int | None:
     """BLAS threads this rank should use, or None to leave the pools alone.
 
     Args:
         info: This process's place in the job (``local_size`` ranks share the node).
         env: The environment (default ``os.environ``).
         cpus: (usable, total) cores (default :func:`usable_cpus`).
+        quota: CPUs the container may use, None for no quota (default: :func:`cgroup_cpus`).
 
     Returns:
         None for a single process or when the user set a thread variable; else the share of
@@ -57,9 +77,12 @@ def blas_threads(info: RankInfo, env: Mapping[str, str] | None = None,
     if info.local_size <= 1 or any(env.get(v, "").strip() for v in USER_THREAD_VARS):
         return None
     usable, total = usable_cpus() if cpus is None else cpus
-    if usable < total:  # the launcher bound this rank to its own cores
-        return max(1, usable)
-    return max(1, usable // info.local_size)
+    quota = cgroup_cpus() if quota == -1.0 else quota
+    # A launcher that bound this rank to some cores already split them between the ranks.
+    share = usable if usable < total else usable // info.local_size
+    if quota is not None:
+        share = min(share, int(quota) // info.local_size)
+    return max(1, share)
 
 
 def limit_blas_threads(info: RankInfo) -> str:
