@@ -31,6 +31,11 @@ USER_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
                     "BLIS_NUM_THREADS")
 
 
+def user_thread_vars(env: Mapping[str, str]) -> list[str]:
+    """The :data:`USER_THREAD_VARS` set (non-blank) in ``env``."""
+    return [v for v in USER_THREAD_VARS if env.get(v, "").strip()]
+
+
 def usable_cpus() -> tuple[int, int]:
     """(cores this process may run on, cores of the machine)."""
     total = os.cpu_count() or 1
@@ -74,7 +79,7 @@ def blas_threads(info: RankInfo, env: Mapping[str, str] | None = None,
         the usable cores (see the module docstring's table), at least 1.
     """
     env = os.environ if env is None else env
-    if info.local_size <= 1 or any(env.get(v, "").strip() for v in USER_THREAD_VARS):
+    if info.local_size <= 1 or user_thread_vars(env):
         return None
     usable, total = usable_cpus() if cpus is None else cpus
     quota = cgroup_cpus() if quota == -1.0 else quota
@@ -89,7 +94,7 @@ def limit_blas_threads(info: RankInfo) -> str:
     """Limit this process's BLAS pools to :func:`blas_threads`; a one-line note of the result."""
     threads = blas_threads(info)
     if threads is None:
-        set_by = [v for v in USER_THREAD_VARS if os.environ.get(v, "").strip()]
+        set_by = user_thread_vars(os.environ)
         return (f"BLAS threads as set by {', '.join(set_by)}" if set_by
                 else "BLAS threads unchanged (one process on this node)")
     try:
