@@ -75,6 +75,8 @@ class RunContext:
         world_size: Number of ranks.
         stream: Backend stream handle (CUDA), or None.
         state: Per-context mutable storage for stateful ops (KV caches...), keyed by layer.
+        l2_prefetch: CUDA: layer name -> (device weight, bytes) its decode GEMV warms in L2
+            for the next one (:mod:`dist_rt.runtime.cuda.l2_prefetch`); None elsewhere.
     """
 
     xp: types.ModuleType = np
@@ -84,6 +86,7 @@ class RunContext:
     world_size: int = 1
     stream: Any = None
     state: dict | None = None
+    l2_prefetch: dict | None = None
 
 
 class Op:

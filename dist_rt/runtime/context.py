@@ -64,6 +64,7 @@ class ExecutionContext:
         self._plain = self._plain and (graph_safe is None or graph_safe(net))
         self._rank, self._world = engine.rank, engine.world_size
         self._constants = self.backend.constants_to_device(net)
+        self._prefetch = self.backend.prefetch_targets(net, self._constants)
         keep = {t.name for t in net.outputs} | set(self._constants)
         last: dict[str, int] = {}
         for step, layer in enumerate(self._layers):
@@ -87,7 +88,8 @@ class ExecutionContext:
 
     def _make_rt(self):
         return self.backend.make_run_context(communicator=self.communicator, rank=self._rank,
-                                             world_size=self._world, state=self._state)
+                                             world_size=self._world, state=self._state,
+                                             l2_prefetch=self._prefetch or None)
 
     def _prefix(self) -> str:
         return where(self._rank if self._world > 1 else None, self._world)
@@ -288,6 +290,7 @@ class ExecutionContext:
             runner.release()
             self._cuda_graph_runner = None
         self._constants = {}
+        self._prefetch.clear()  # the run context holds this dict: drop its weight references
         self._state.clear()
         self.communicator = None
         self._closed = True

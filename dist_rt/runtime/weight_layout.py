@@ -50,5 +50,27 @@ def linear_weights(network: Any) -> set[str]:
     return names
 
 
+def prefetch_schedule(network: Any, linear: set[str] | None = None) -> dict[str, str]:
+    """Layer name -> the transposed weight to warm in L2 after that layer's GEMV.
+
+    In execution order, each layer reading a weight of ``linear`` (default
+    :func:`linear_weights`) as B is paired with the next such layer's weight; the last wraps
+    round to the first, since a decode loop runs the step again. Per layer of a Llama::
+
+        layer i    q/k/v   ->  o_proj     (RoPE, attention run in between)
+                   o_proj  ->  gate/up    (the residual add + RMSNorm)
+                   gate/up ->  down       (SiLU-gate)
+                   down    ->  q/k/v of layer i + 1, and the last ``lm_head`` -> layer 0's
+
+    A layer whose next weight is its own (one GEMV in the network) gets no entry.
+    """
+    linear = linear_weights(network) if linear is None else linear
+    order = [(layer.name, layer.inputs[1].name) for layer in network.layers
+             if (_domain(layer), layer.op_type) in LINEAR_READERS and len(layer.inputs) > 1
+             and layer.inputs[1] is not None and layer.inputs[1].name in linear]
+    return {name: order[(i + 1) % len(order)][1] for i, (name, weight) in enumerate(order)
+            if order[(i + 1) % len(order)][1] != weight}
+
+
 def _domain(layer: Any) -> str:
     return "" if layer.domain in ("", "ai.onnx") else layer.domain

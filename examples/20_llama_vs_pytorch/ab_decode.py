@@ -6,12 +6,15 @@ created after switching:
 * ``cublas``: ``gemv.MAX_ROWS = 0`` (every MatMul on cuBLAS, the weights still stored
   transposed), kernels launched plainly (``DIST_RT_PDL=0``);
 * ``cublas+pdl``: the same with PDL launches;
-* ``gemv`` / ``gemv+pdl``: the decode GEMV (``runtime/cuda/gemv.py``) for up to two rows.
+* ``gemv`` / ``gemv+pdl``: the decode GEMV (``runtime/cuda/gemv.py``) for up to two rows;
+* any of those with ``+l2:MiB``: each GEMV warms the first MiB of the next GEMV's weight in
+  L2 (``runtime/cuda/l2_prefetch.py``); without the suffix the prefetch is off.
 
 Variants take turns over ``--rounds`` rounds (contexts differ by a few percent); prints the
 median of the rounds' medians per shape and the largest logits difference to ``cublas``.
 
-Usage: ``python examples/20_llama_vs_pytorch/ab_decode.py [--small] [--shapes 1x1,2x1]``
+Usage: ``python examples/20_llama_vs_pytorch/ab_decode.py [--small] [--shapes 1x1,2x1]
+[--variants cublas,gemv+pdl,gemv+pdl+l2:8]``
 """
 
 from __future__ import annotations
@@ -27,8 +30,23 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-VARIANTS = {"cublas": (0, "0"), "cublas+pdl": (0, "1"), "gemv": (None, "0"),
-            "gemv+pdl": (None, "1")}
+#: Base variant -> (gemv.MAX_ROWS, or None for its default; DIST_RT_PDL).
+BASES = {"cublas": (0, "0"), "cublas+pdl": (0, "1"), "gemv": (None, "0"),
+         "gemv+pdl": (None, "1")}
+
+
+def parse_variant(name: str) -> tuple[int | None, str, str]:
+    """``base[+l2:MiB]`` -> (MAX_ROWS, DIST_RT_PDL, DIST_RT_L2_PREFETCH_MIB)."""
+    base, _, mib = name.partition("+l2:")
+    if base not in BASES:
+        raise SystemExit(f"ab_decode: unknown variant {name!r}; expected one of "
+                         f"{sorted(BASES)}, optionally with +l2:MiB")
+    try:
+        mib = str(float(mib)) if mib else "0"
+    except ValueError:
+        raise SystemExit(f"ab_decode: variant {name!r}: {mib!r} is not a number of MiB") \
+            from None
+    return (*BASES[base], mib)
 
 
 def main() -> int:
@@ -37,7 +55,12 @@ def main() -> int:
     parser.add_argument("--shapes", default="1x1,2x1,4x1,16x1,1x128")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--variants", default=",".join(BASES),
+                        help="comma list of cublas, cublas+pdl, gemv, gemv+pdl, each "
+                             "optionally +l2:MiB (the first is the logits reference)")
     args = parser.parse_args()
+    variants = {name: parse_variant(name) for name in args.variants.split(",")}
+    first = next(iter(variants))
 
     import cupy
     import onnx
@@ -60,9 +83,10 @@ def main() -> int:
         outs: dict[tuple, np.ndarray] = {}
         try:
             for _ in range(args.rounds):
-                for name, (rows, pdl) in VARIANTS.items():
+                for name, (rows, pdl, mib) in variants.items():
                     gemv.MAX_ROWS = default_rows if rows is None else rows
                     os.environ["DIST_RT_PDL"] = pdl
+                    os.environ["DIST_RT_L2_PREFETCH_MIB"] = mib
                     with engine.create_execution_context() as ctx:
                         for b, s in shapes:
                             ids = cupy.asarray(sample_inputs(cfg, b, s, seed=b + s)["input_ids"])
@@ -78,13 +102,14 @@ def main() -> int:
         finally:
             gemv.MAX_ROWS = default_rows
             os.environ.pop("DIST_RT_PDL", None)
+            os.environ.pop("DIST_RT_L2_PREFETCH_MIB", None)
     print(f"median ms over {args.rounds} contexts each (level 2, fp16, CUDA graphs)")
-    print("| shape | " + " | ".join(VARIANTS) + " | max diff vs cublas |")
-    print("|---" * (len(VARIANTS) + 2) + "|")
+    print("| shape | " + " | ".join(variants) + f" | max diff vs {first} |")
+    print("|---" * (len(variants) + 2) + "|")
     for b, s in shapes:
-        diff = max(float(np.abs(outs[(n, b, s)] - outs[("cublas", b, s)]).max())
-                   for n in VARIANTS)
-        cells = [f"{np.median(times[(n, b, s)]):.3f}" for n in VARIANTS]
+        diff = max(float(np.abs(outs[(n, b, s)] - outs[(first, b, s)]).max())
+                   for n in variants)
+        cells = [f"{np.median(times[(n, b, s)]):.3f}" for n in variants]
         print(f"| {b}x{s} | " + " | ".join(cells) + f" | {diff:.4f} |")
     return 0
 

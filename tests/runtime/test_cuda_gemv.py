@@ -227,8 +227,8 @@ class TestTransposedWeights:
         calls = []
         real = gemv.gemv
 
-        def spy(a, b, out_dtype=None):
-            y = real(a, b, out_dtype)
+        def spy(a, b, out_dtype=None, **kw):
+            y = real(a, b, out_dtype, **kw)
             calls.append(y is not None)
             return y
 
@@ -245,3 +245,101 @@ class TestTransposedWeights:
         assert np.max(np.abs(got - want)) <= 1e-2 * (1 + np.max(np.abs(want)))
         # q/k/v, o, gate/up, down per layer and the head, all on the GEMV
         assert calls and all(calls) and len(calls) == 4 * cfg.layers + 1
+
+
+def _weight(cp, rng, k, n):
+    return cp.ascontiguousarray(cp.asarray(
+        (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float16)).T).T
+
+
+class TestL2Prefetch:
+    """The GEMV's L2 prefetch of the next weight (runtime/cuda/l2_prefetch.py): a hint that
+    must change no bit of any result, whatever its size or address."""
+
+    @pytest.mark.parametrize("nbytes", [0, 16, 1000, 3 << 20, 1 << 40],
+                             ids=["none", "one_unit", "not_16", "3MiB", "more_than_it_has"])
+    def test_same_bits(self, cp, gv, nbytes):
+        rng = np.random.default_rng(23)
+        _, _, xd, wd = _operands(cp, rng, 2, 2048, 1536, np.float16)
+        nxt = _weight(cp, rng, 2048, 5632)
+        plain = cp.asnumpy(gv.gemv(xd, wd))
+        warmed = cp.asnumpy(gv.gemv(xd, wd, prefetch=(nxt, nbytes)))
+        np.testing.assert_array_equal(plain.view(np.uint16), warmed.view(np.uint16))
+
+    def test_misaligned_target_is_ignored(self, cp, gv):
+        rng = np.random.default_rng(29)
+        _, _, xd, wd = _operands(cp, rng, 1, 1024, 512, np.float16)
+        flat = cp.asarray(rng.standard_normal(4096).astype(np.float16))[1:]  # 2 bytes off
+        plain = cp.asnumpy(gv.gemv(xd, wd))
+        warmed = cp.asnumpy(gv.gemv(xd, wd, prefetch=(flat, flat.nbytes)))
+        np.testing.assert_array_equal(plain.view(np.uint16), warmed.view(np.uint16))
+
+    def test_graph_replay_chain(self, cp, gv):
+        """Four dependent GEMVs, each warming the next one's weight (the last the first's),
+        captured once and replayed after x changes in place."""
+        rng = np.random.default_rng(31)
+        ws = [_weight(cp, rng, 1024, 1024) for _ in range(4)]
+        x = cp.asarray(rng.standard_normal((1, 1024)).astype(np.float16))
+
+        def chain(warm):
+            y = x
+            for i, w in enumerate(ws):
+                nxt = ws[(i + 1) % len(ws)]
+                y = gv.gemv(y, w, prefetch=(nxt, nxt.nbytes) if warm else None)
+            return y
+
+        stream = cp.cuda.Stream(non_blocking=True)
+        with stream:
+            chain(True)
+            stream.begin_capture()
+            y = chain(True)
+            graph = stream.end_capture()
+            for trial in range(3):
+                x[...] = cp.asarray(rng.standard_normal((1, 1024)).astype(np.float16))
+                graph.launch(stream)
+                stream.synchronize()
+                want = chain(False)
+                stream.synchronize()
+                np.testing.assert_array_equal(cp.asnumpy(y), cp.asnumpy(want), err_msg=trial)
+
+    def test_budget(self, cp, monkeypatch):
+        from dist_rt.runtime.cuda import l2_prefetch
+        from dist_rt.runtime.cuda.device import capability
+
+        l2 = int(cp.cuda.Device().attributes["L2CacheSize"])
+        monkeypatch.setenv("DIST_RT_L2_PREFETCH_MIB", "0")
+        assert l2_prefetch.budget_bytes() == 0
+        monkeypatch.setenv("DIST_RT_L2_PREFETCH_MIB", "1.5")
+        assert l2_prefetch.budget_bytes() == (3 << 19 if capability() >= 90 else 0)
+        monkeypatch.setenv("DIST_RT_L2_PREFETCH_MIB", "100000")
+        assert l2_prefetch.budget_bytes() == (l2 // 2 // 16 * 16 if capability() >= 90 else 0)
+        monkeypatch.setenv("DIST_RT_L2_PREFETCH_MIB", "lots")
+        default = int(l2_prefetch.DEFAULT_MIB * 2**20)
+        assert l2_prefetch.budget_bytes() == (min(default, l2 // 2) // 16 * 16
+                                              if capability() >= 90 else 0)
+
+    def test_llama_engine(self, cp, monkeypatch):
+        """Every decode GEMV of a Llama warms the next one's weight (the head layer 0's
+        q/k/v), and the logits are the same bits with the prefetch off, eager and replayed."""
+        from dist_rt.models.llama import LlamaConfig, make_llama, sample_inputs
+        from dist_rt.runtime.cuda.device import capability
+
+        cfg = LlamaConfig(hidden=256, layers=2, heads=4, kv_heads=2, mlp=512, vocab=1003)
+        gpu = Builder(BuilderConfig(device="cuda", precision="fp16")).build(
+            dist_rt.parse_onnx(make_llama(cfg)))
+        feeds = sample_inputs(cfg, 1, 1)
+        outs = {}
+        for mib in ("0", "4"):
+            monkeypatch.setenv("DIST_RT_L2_PREFETCH_MIB", mib)
+            with gpu.create_execution_context() as ctx:
+                table = ctx._rt.l2_prefetch or {}
+                if mib == "0" or capability() < 90:
+                    assert table == {}
+                else:
+                    assert len(table) == 4 * cfg.layers + 1
+                    weights = {id(a) for a in ctx._constants.values()}
+                    assert all(id(a) in weights and 0 < n <= min(a.nbytes, 4 << 20)
+                               for a, n in table.values())
+                outs[mib] = [ctx.execute(feeds)["logits"] for _ in range(3)]
+        for eager_or_replay in range(3):
+            np.testing.assert_array_equal(outs["0"][eager_or_replay], outs["4"][eager_or_replay])

@@ -13,7 +13,7 @@ import dist_rt
 from dist_rt import Builder, BuilderConfig, dtypes
 from dist_rt.network import Network
 from dist_rt.runtime.backends import get_backend
-from dist_rt.runtime.weight_layout import linear_weights
+from dist_rt.runtime.weight_layout import linear_weights, prefetch_schedule
 
 
 def _net(weight: np.ndarray, readers: tuple[str, ...] = ("matmul",), output: bool = False):
@@ -83,3 +83,51 @@ def test_cpu_backend_uploads_every_constant_as_is():
     assert everything["w"].flags.c_contiguous
     np.testing.assert_array_equal(everything["w"], W16)
     assert set(cpu.constants_to_device(net, ["w"])) == {"w"}
+
+
+# -- prefetch_schedule ---------------------------------------------------------------------
+
+def _llama_network(layers: int = 2):
+    from dist_rt.models.llama import LlamaConfig, make_llama
+    model = make_llama(LlamaConfig(layers=layers, hidden=64, heads=4, kv_heads=2, mlp=128,
+                                   vocab=96, dtype="float16"))
+    return Builder(BuilderConfig(device="cpu", precision="fp16")).build(
+        dist_rt.parse_onnx(model.SerializeToString())).network
+
+
+def test_prefetch_schedule_follows_the_gemvs_and_wraps():
+    net = _llama_network(layers=3)
+    linear = linear_weights(net)
+    gemvs = [(layer.name, layer.inputs[1].name) for layer in net.layers
+             if layer.op_type == "MatMul" and layer.inputs[1].name in linear]
+    # q/k/v, o, gate/up, down a layer (merged by fuse_parallel_mm), then lm_head
+    assert len(gemvs) == 4 * 3 + 1
+    schedule = prefetch_schedule(net)
+    assert list(schedule) == [name for name, _ in gemvs]
+    for (name, _), (_, nxt) in zip(gemvs, gemvs[1:] + gemvs[:1], strict=True):
+        assert schedule[name] == nxt
+    assert "lm_head" in gemvs[-1][1] and schedule[gemvs[-1][0]] == gemvs[0][1]
+    assert "o_proj" in schedule[gemvs[0][0]] and "down_proj" in schedule[gemvs[2][0]]
+
+
+def test_prefetch_schedule_skips_a_weight_read_again_next():
+    w = np.ones((8, 8), np.float16)
+    one = _net(w)
+    assert prefetch_schedule(one) == {}  # a single GEMV: nothing else to warm
+    two = _net(w, ("matmul", "matmul2"))  # both read the same weight: no self-prefetch
+    assert prefetch_schedule(two) == {}
+
+
+def test_prefetch_schedule_only_names_transposed_weights():
+    net = Network("two")
+    x = net.add_input("x", np.float16, (2, 8))
+    a = net.add_constant("a", np.ones((8, 8), np.float16))
+    b = net.add_constant("b", np.ones((8, 8), np.float32))  # float32: stays (K, N)
+    c = net.add_constant("c", np.ones((8, 8), np.float16))
+    h = net.add_layer("MatMul", [x, a], name="mm_a", infer=False).outputs[0]
+    xf = net.add_input("xf", np.float32, (2, 8))
+    net.mark_output(net.add_layer("MatMul", [xf, b], name="mm_b", infer=False).outputs[0])
+    net.mark_output(net.add_layer("MatMul", [h, c], name="mm_c", infer=False).outputs[0])
+    assert linear_weights(net) == {"a", "c"}
+    assert prefetch_schedule(net) == {"mm_a": "c", "mm_c": "a"}
+    assert prefetch_schedule(net, linear={"a"}) == {}

@@ -9,7 +9,8 @@ A backend module ``dist_rt/runtime/backends/<name>.py`` defines at module level:
 * optional: ``is_available() -> bool``, ``device_arch() -> str``, ``synchronize()``,
   ``make_run_context(**kw) -> RunContext`` (e.g. to attach a stream),
   ``constants_to_device(network, names)`` and ``linear_weights(network)`` (constants kept
-  in another layout on the device, same values).
+  in another layout on the device, same values), ``prefetch_targets(network, constants)``
+  (what each layer warms in the cache for the next: ``RunContext.l2_prefetch``).
 
 Only the CUDA backend imports ``cupy`` (STYLE.md rule 6); asking for it without CuPy raises
 ``DeviceError`` with the fix, never ``ImportError``.
@@ -66,6 +67,11 @@ class Backend:
         """Names of the constants :meth:`constants_to_device` stores transposed."""
         fn = getattr(self.module, "linear_weights", None)
         return set(fn(network)) if fn is not None else set()
+
+    def prefetch_targets(self, network: Any, constants: dict[str, Any]) -> dict:
+        """Layer name -> what that layer prefetches for the next one (empty by default)."""
+        fn = getattr(self.module, "prefetch_targets", None)
+        return fn(network, constants) if fn is not None else {}
 
     def device_arch(self) -> str:
         """The device architecture string stored in plan files."""

@@ -22,7 +22,7 @@ import numpy as np
 
 from dist_rt import dtypes
 from dist_rt.ops import RunContext
-from dist_rt.runtime.cuda import kernels, timing
+from dist_rt.runtime.cuda import kernels, l2_prefetch, timing
 from dist_rt.runtime.cuda import tactics as cuda_tactics
 from dist_rt.runtime.cuda.graph import CudaGraphRunner, host_indices
 from dist_rt.runtime.weight_layout import linear_weights
@@ -84,6 +84,12 @@ def constants_to_device(network: Any, names: Sequence[str] | None = None) -> dic
             array = cupy.ascontiguousarray(array.T).T
         out[t.name] = array
     return out
+
+
+def prefetch_targets(network: Any, constants: dict[str, Any]) -> dict[str, tuple[Any, int]]:
+    """Layer name -> (weight, bytes) its decode GEMV warms in L2 for the next GEMV
+    (:mod:`dist_rt.runtime.cuda.l2_prefetch`)."""
+    return l2_prefetch.targets(network, constants)
 
 
 def to_host(array: Any) -> np.ndarray:

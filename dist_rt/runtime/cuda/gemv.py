@@ -25,7 +25,10 @@ transposed operand at the same speed; here row n of W is contiguous, so:
   accumulators per lane); X is read from L1/L2, where it stays (M x K x 2 bytes);
 * the lanes' partial sums meet by shuffles, the KS warps' in shared memory (no second
   launch), and one lane rounds once into Y (fp16/bf16, or float32 for ``MatMulCast``'s
-  logits).
+  logits);
+* optionally, the last wave of blocks asks the first bytes of the *next* GEMV's weight
+  into L2 (:mod:`.l2_prefetch`) once their own loads are done, so HBM keeps working while
+  the short kernels between the two GEMVs run.
 
 Rank table (8 warps a block, block b, KS warps a column, pass p of the warp):
 
@@ -57,6 +60,7 @@ import cupy
 import numpy as np
 
 from dist_rt import dtypes
+from dist_rt.runtime.cuda.device import sm_count
 from dist_rt.runtime.cuda.launch import launch
 from dist_rt.runtime.cuda.source import PDL_SOURCE, PRELUDE, TYPES
 
@@ -98,13 +102,35 @@ __device__ __forceinline__ void unpack(const u4& v, float* f, const b16*) {
     }
 }
 
+// Blocks from..grid-1 (the last wave) share the first `bytes` of `p` (a multiple of 16, p
+// 16-byte aligned), asked into L2 by bulk prefetches: a hint with no completion to wait
+// for, so the block exits at once and the lines arrive while the kernels after this one
+// run. Earlier blocks would prefetch lines that this GEMV's later waves evict again.
+#define PF_UNITS 4096  // 16-byte units (64 KiB) a prefetch instruction asks for
+__device__ __forceinline__ void l2_prefetch_slice(const char* p, long long bytes, int from) {
+#if __CUDA_ARCH__ >= 900
+    if ((int)blockIdx.x < from) return;
+    long long blocks = gridDim.x - from, units = bytes >> 4;
+    long long per = (units + blocks - 1) / blocks, lo = per * (blockIdx.x - from);
+    long long hi = units < lo + per ? units : lo + per;
+    unsigned long long g;  // the .global address of the generic pointer
+    asm("cvta.to.global.u64 %0, %1;" : "=l"(g) : "l"(p));
+    for (long long u = lo; u < hi; u += PF_UNITS) {
+        unsigned int size = (unsigned int)((hi - u < PF_UNITS ? hi - u : PF_UNITS) << 4);
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;"
+                     :: "l"(g + (u << 4)), "r"(size) : "memory");
+    }
+#endif
+}
+
 // y[m * ldy + n] = sum_k x[m * ldx + k] * w[n * K + k], m < M <= MT; K % 8 == 0.
 // KS warps share a column: warp j of a column takes passes j, j + KS, ... of its K chunks,
 // and the KS partial sums meet in shared memory.
 template <typename T, typename TO, int MT, int KS>
 __global__ void __launch_bounds__(256)
 gemv_nk(const T* __restrict__ x, long long ldx, const T* __restrict__ w, TO* __restrict__ y,
-        long long ldy, int M, int K, int N) {
+        long long ldy, int M, int K, int N, const char* __restrict__ pf, long long pf_bytes,
+        int pf_from) {
     __shared__ float part[8][MT];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int n = blockIdx.x * (8 / KS) + warp / KS;
@@ -148,6 +174,7 @@ gemv_nk(const T* __restrict__ x, long long ldx, const T* __restrict__ w, TO* __r
             }
         }
     }
+    if (pf_bytes > 0 && threadIdx.x == 0) l2_prefetch_slice(pf, pf_bytes, pf_from);
 #pragma unroll
     for (int m = 0; m < MT; ++m)
         for (int o = 16; o > 0; o >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
@@ -208,7 +235,8 @@ def transposed_view(b: Any) -> bool:
             and (n <= 1 or b.strides[1] == k * b.itemsize))
 
 
-def gemv(a: Any, b: Any, out_dtype: Any = None, splits: int | None = None) -> Any | None:
+def gemv(a: Any, b: Any, out_dtype: Any = None, splits: int | None = None,
+         prefetch: tuple[Any, int] | None = None) -> Any | None:
     """``a @ b`` for a (M, K), M <= :data:`MAX_ROWS`, and b the (K, N) transposed view.
 
     Args:
@@ -216,6 +244,11 @@ def gemv(a: Any, b: Any, out_dtype: Any = None, splits: int | None = None) -> An
         b: (K, N) of a's dtype, the ``.T`` of a row-major (N, K) array (see
             :func:`transposed_view`).
         out_dtype: None or a's dtype, or float32.
+        splits: Warps a column (1, 2 or 4); None takes :func:`default_splits`.
+        prefetch: (device array, bytes): after its own loads, each block asks its share of
+            the array's first ``bytes`` (rounded down to 16) into L2 (sm_90+; a hint that
+            changes no result; see :mod:`.l2_prefetch`). The last ``sm_count()`` blocks
+            share it: they run in the last wave, so this GEMV's own loads do not evict it.
 
     Returns:
         The (M, N) product (float32 accumulation, one rounding), or None when this kernel
@@ -239,7 +272,13 @@ def gemv(a: Any, b: Any, out_dtype: Any = None, splits: int | None = None) -> An
     out_type = "float" if out == np.float32 else storage
     ks = default_splits(k) if splits is None else splits
     kernel = _module().get_function(f"gemv_nk<{storage}, {out_type}, {mt}, {ks}>")
+    pf, pf_bytes = prefetch if prefetch is not None else (None, 0)
+    if pf is None or pf.data.ptr % 16:
+        pf, pf_bytes = None, 0
+    pf_bytes = min(int(pf_bytes), pf.nbytes if pf is not None else 0) // 16 * 16
+    grid = -(-n // (_WARPS // ks))
     y = cupy.empty((m, n), dtype=out)
-    launch(kernel, -(-n // (_WARPS // ks)), 32 * _WARPS,
-           [a, np.int64(a.strides[0] // itemsize), b, y, np.int64(n), m, k, n])
+    launch(kernel, grid, 32 * _WARPS,
+           [a, np.int64(a.strides[0] // itemsize), b, y, np.int64(n), m, k, n,
+            pf, np.int64(pf_bytes), max(0, grid - sm_count())])
     return y

@@ -54,7 +54,7 @@ import cupy
 import numpy as np
 
 from dist_rt import dtypes
-from dist_rt.runtime.cuda import collective_norm, cublas, flash, gemv, matmul_cast, w8
+from dist_rt.runtime.cuda import collective_norm, cublas, flash, gemv, l2_prefetch, matmul_cast, w8
 from dist_rt.runtime.cuda.launch import launch
 from dist_rt.runtime.cuda.rope import rope_half, rope_half_pair
 from dist_rt.runtime.cuda.source import ATTENTION_WARPS, MAX_HEAD_DIM, SOURCE, TEMPLATES, TYPES
@@ -410,7 +410,8 @@ def matmul(layer, inputs, rt) -> list | None:
         if a.ndim > 2 and not a.flags.c_contiguous:
             a = cupy.ascontiguousarray(a)
         a2 = a.reshape(-1, a.shape[-1])
-        y = gemv.gemv(a2, b) if a2.shape[0] <= gemv.MAX_ROWS else None
+        y = (gemv.gemv(a2, b, prefetch=l2_prefetch.lookup(layer, rt))
+             if a2.shape[0] <= gemv.MAX_ROWS else None)
         if y is None:
             y = cublas.matmul2d(a2, b)
         return [y.reshape(*a.shape[:-1], b.shape[1])]

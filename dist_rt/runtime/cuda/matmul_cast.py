@@ -27,7 +27,7 @@ import numpy as np
 
 from dist_rt import dtypes
 from dist_rt.errors import ModelError
-from dist_rt.runtime.cuda import cublas, gemv
+from dist_rt.runtime.cuda import cublas, gemv, l2_prefetch
 
 F32 = np.dtype(np.float32)
 
@@ -47,7 +47,8 @@ def matmul_cast(layer: Any, inputs: list, rt: Any) -> list | None:
     Args:
         layer: The MatMulCast layer (attribute ``to``).
         inputs: A and B, device arrays.
-        rt: The run context (unused: cuBLAS runs on CuPy's current stream).
+        rt: The run context (its ``l2_prefetch`` entry for this layer, if any, goes to the
+            GEMV; cuBLAS runs on CuPy's current stream).
 
     Returns:
         ``[Y]``, or None for the generic op (see the module docstring).
@@ -63,7 +64,8 @@ def matmul_cast(layer: Any, inputs: list, rt: Any) -> list | None:
     if a.ndim > 2 and not a.flags.c_contiguous:
         a = cupy.ascontiguousarray(a)  # rows must flatten into one (M, K) view
     a2 = a.reshape(-1, a.shape[-1])
-    y = gemv.gemv(a2, b, out_dtype=to) if a2.shape[0] <= gemv.MAX_ROWS else None
+    y = (gemv.gemv(a2, b, out_dtype=to, prefetch=l2_prefetch.lookup(layer, rt))
+         if a2.shape[0] <= gemv.MAX_ROWS else None)
     if y is None:
         y = cublas.matmul2d(a2, b, out_dtype=to)
     return [y.reshape(*a.shape[:-1], b.shape[1])]
