@@ -19,6 +19,7 @@ from dist_rt.builder.passes import (
     fuse_attention,
     fuse_attention_layout,
     fuse_matmul_cast,
+    fuse_matmul_silu,
     fuse_parallel_matmul,
     fuse_rmsnorm,
     fuse_rope,
@@ -114,6 +115,7 @@ class Builder:
         step("precision", precision.run)                         # fp16/bf16 weights + casts
         step("eliminate_casts", eliminate.run, level >= 1)       # casts made no-ops by precision
         step("fuse_matmul_cast", fuse_matmul_cast.run, level >= 2)  # Cast(16-bit MatMul) -> 1
+        step("fuse_matmul_silu", fuse_matmul_silu.run, level >= 2)  # gate/up + SiluMul -> 1
         step("memory_plan", memory_plan.run)                     # arena offsets, peak bytes
         step("tactics", tactics.run,                              # time kernels, keep fastest
              level >= 3 or cfg.timing_cache is not None)

@@ -65,6 +65,7 @@ _MODULES = [
     "all_reduce_add_rms_norm",
     "weight_only_matmul",
     "matmul_cast",
+    "matmul_silu_mul",
     # tensor (ops-tensor helper)
     "identity", "dropout", "constant", "shape", "size", "gather", "gather_elements",
     "gather_nd", "reshape", "transpose", "squeeze", "unsqueeze", "concat", "split", "slice",

@@ -16,9 +16,11 @@ import numpy as np
 from dist_rt import dtypes
 
 #: Layers whose input 1 may be a weight stored transposed: their CUDA paths
-#: (``kernels.matmul``, ``matmul_cast.matmul_cast``) take the (K, N) column-major view (the
-#: GEMV reads rows of W, cuBLAS takes it as a transposed operand).
-LINEAR_READERS = frozenset({("", "MatMul"), ("dist_rt", "MatMulCast")})
+#: (``kernels.matmul``, ``matmul_cast.matmul_cast``, ``matmul_silu.matmul_silu_mul``) take
+#: the (K, N) column-major view (the GEMV reads rows of W, cuBLAS takes it as a transposed
+#: operand).
+LINEAR_READERS = frozenset({("", "MatMul"), ("dist_rt", "MatMulCast"),
+                            ("dist_rt", "MatMulSiluMul")})
 #: Element types the GEMV reads (16-byte chunks of 8 values).
 LINEAR_DTYPES = (np.dtype(np.float16), dtypes.bfloat16)
 

@@ -72,14 +72,15 @@ def test_20_ab_decode_small():
     """Every variant runs, and their logits agree (the GEMV and PDL change no values)."""
     proc = _run_example(("20_llama_vs_pytorch", "ab_decode.py"),
                         ["--small", "--shapes", "1x1,2x1,3x5", "--rounds", "1", "--iters", "3",
-                         "--variants", "cublas,cublas+pdl,gemv,gemv+pdl,gemv+pdl+l2:2"])
+                         "--variants", "cublas,cublas+pdl,gemv,gemv+pdl,gemv+pdl+l2:2,"
+                         "gemv+pdl-glu"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "x" in line
             and "shape" not in line]
     assert len(rows) == 3
     for row in rows:
         cells = row.strip("| ").split("|")
-        assert len(cells) == 7 and float(cells[-1]) < 0.05, row
+        assert len(cells) == 8 and float(cells[-1]) < 0.05, row
 
 
 def test_20_ab_decode_rejects_an_unknown_variant():

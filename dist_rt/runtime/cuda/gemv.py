@@ -126,17 +126,26 @@ __device__ __forceinline__ void l2_prefetch_slice(const char* p, long long bytes
 // y[m * ldy + n] = sum_k x[m * ldx + k] * w[n * K + k], m < M <= MT; K % 8 == 0.
 // KS warps share a column: warp j of a column takes passes j, j + KS, ... of its K chunks,
 // and the KS partial sums meet in shared memory.
-template <typename T, typename TO, int MT, int KS>
+// v rounded to T and back: the value a kernel reading a stored T would see.
+template <typename T>
+__device__ __forceinline__ float rounded(float v) { T t; st(&t, v); return ld(&t); }
+
+// GLU = 1: W has 2N rows, gate rows 0..N-1 then up rows N..2N-1 (a merged gate/up weight);
+// the block's warp groups pair up (gate j, up j) and y[m, j] = silu(g) * u, with g and u
+// rounded to T first, as the unfused GEMV's (M, 2N) output and silu_mul8 would compute.
+template <typename T, typename TO, int MT, int KS, int GLU>
 __global__ void __launch_bounds__(256)
 gemv_nk(const T* __restrict__ x, long long ldx, const T* __restrict__ w, TO* __restrict__ y,
         long long ldy, int M, int K, int N, const char* __restrict__ pf, long long pf_bytes,
         int pf_from) {
     __shared__ float part[8][MT];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int n = blockIdx.x * (8 / KS) + warp / KS;
+    const int r = warp / KS;  // the block's weight row this warp helps with
+    const int n = GLU ? blockIdx.x * (4 / KS) + r / 2 : blockIdx.x * (8 / KS) + r;
     const bool live = n < N;
     const int chunks = K >> 3;
-    const T* row = w + (long long)(live ? n : 0) * K;
+    const long long wrow = GLU ? n + (long long)(r & 1) * N : n;
+    const T* row = w + (live ? wrow : 0LL) * K;
     int c0 = (warp % KS) * 32 * U;
     u4 wv[U];
 #pragma unroll
@@ -178,17 +187,24 @@ gemv_nk(const T* __restrict__ x, long long ldx, const T* __restrict__ w, TO* __r
 #pragma unroll
     for (int m = 0; m < MT; ++m)
         for (int o = 16; o > 0; o >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
-    if (KS > 1) {
+    if (KS > 1 || GLU) {
         if (lane == 0)
 #pragma unroll
             for (int m = 0; m < MT; ++m) part[warp][m] = acc[m];
         __syncthreads();
-        if (warp % KS != 0) return;
+        if (warp % KS != 0 || (GLU && (r & 1))) return;
 #pragma unroll
         for (int m = 0; m < MT; ++m) {
             float v = 0.f;
 #pragma unroll
             for (int i = 0; i < KS; ++i) v += part[warp + i][m];
+            if (GLU) {
+                float u = 0.f;
+#pragma unroll
+                for (int i = 0; i < KS; ++i) u += part[warp + KS + i][m];
+                float g = rounded<T>(v);
+                v = g / (1.f + __expf(-g)) * rounded<T>(u);
+            }
             acc[m] = v;
         }
     }
@@ -207,8 +223,9 @@ def _module() -> cupy.RawModule:
     """The compiled module (NVRTC once per process; CuPy caches the binary on disk)."""
     global _MODULE
     if _MODULE is None:
-        names = [f"gemv_nk<{t}, {o}, {mt}, {ks}>" for t in ("h16", "b16")
-                 for o in (t, "float") for mt in _TILES for ks in _SPLITS]
+        names = [f"gemv_nk<{t}, {o}, {mt}, {ks}, {glu}>" for t in ("h16", "b16")
+                 for o, glu in ((t, 0), ("float", 0), (t, 1)) for mt in _TILES
+                 for ks in _SPLITS]
         _MODULE = cupy.RawModule(code=SOURCE, options=("--std=c++14",), name_expressions=names)
     return _MODULE
 
@@ -236,7 +253,7 @@ def transposed_view(b: Any) -> bool:
 
 
 def gemv(a: Any, b: Any, out_dtype: Any = None, splits: int | None = None,
-         prefetch: tuple[Any, int] | None = None) -> Any | None:
+         prefetch: tuple[Any, int] | None = None, silu_gate: bool = False) -> Any | None:
     """``a @ b`` for a (M, K), M <= :data:`MAX_ROWS`, and b the (K, N) transposed view.
 
     Args:
@@ -249,6 +266,9 @@ def gemv(a: Any, b: Any, out_dtype: Any = None, splits: int | None = None,
             the array's first ``bytes`` (rounded down to 16) into L2 (sm_90+; a hint that
             changes no result; see :mod:`.l2_prefetch`). The last ``sm_count()`` blocks
             share it: they run in the last wave, so this GEMV's own loads do not evict it.
+        silu_gate: b is a merged (K, 2I) gate/up weight; return the (M, I) ``silu(a @
+            b[:, :I]) * (a @ b[:, I:])`` (``dist_rt::MatMulSiluMul``), each product rounded
+            to a's dtype first. Output in a's dtype only; N must be even.
 
     Returns:
         The (M, N) product (float32 accumulation, one rounding), or None when this kernel
@@ -262,7 +282,7 @@ def gemv(a: Any, b: Any, out_dtype: Any = None, splits: int | None = None,
     storage = TYPES["bfloat16"] if a.dtype == dtypes.bfloat16 else TYPES.get(a.dtype.name)
     if (storage not in ("h16", "b16") or out not in (a.dtype, np.dtype(np.float32))
             or not 0 < m <= min(MAX_ROWS, _TILES[-1]) or k % 8 or n == 0
-            or not transposed_view(b)):
+            or not transposed_view(b) or (silu_gate and (n % 2 or out != a.dtype))):
         return None
     itemsize = a.itemsize
     if (a.strides[1] != itemsize or (m > 1 and a.strides[0] % 16) or a.data.ptr % 16
@@ -271,12 +291,14 @@ def gemv(a: Any, b: Any, out_dtype: Any = None, splits: int | None = None,
     mt = next(t for t in _TILES if t >= m)
     out_type = "float" if out == np.float32 else storage
     ks = default_splits(k) if splits is None else splits
-    kernel = _module().get_function(f"gemv_nk<{storage}, {out_type}, {mt}, {ks}>")
+    glu = int(silu_gate)
+    kernel = _module().get_function(f"gemv_nk<{storage}, {out_type}, {mt}, {ks}, {glu}>")
     pf, pf_bytes = prefetch if prefetch is not None else (None, 0)
     if pf is None or pf.data.ptr % 16:
         pf, pf_bytes = None, 0
     pf_bytes = min(int(pf_bytes), pf.nbytes if pf is not None else 0) // 16 * 16
-    grid = -(-n // (_WARPS // ks))
+    n //= 1 + glu  # output columns; a gate/up pair of weight rows makes one
+    grid = -(-n // ((_WARPS // ks) >> glu))
     y = cupy.empty((m, n), dtype=out)
     launch(kernel, grid, 32 * _WARPS,
            [a, np.int64(a.strides[0] // itemsize), b, y, np.int64(n), m, k, n,

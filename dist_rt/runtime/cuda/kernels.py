@@ -54,7 +54,16 @@ import cupy
 import numpy as np
 
 from dist_rt import dtypes
-from dist_rt.runtime.cuda import collective_norm, cublas, flash, gemv, l2_prefetch, matmul_cast, w8
+from dist_rt.runtime.cuda import (
+    collective_norm,
+    cublas,
+    flash,
+    gemv,
+    l2_prefetch,
+    matmul_cast,
+    matmul_silu,
+    w8,
+)
 from dist_rt.runtime.cuda.launch import launch
 from dist_rt.runtime.cuda.rope import rope_half, rope_half_pair
 from dist_rt.runtime.cuda.source import ATTENTION_WARPS, MAX_HEAD_DIM, SOURCE, TEMPLATES, TYPES
@@ -486,6 +495,7 @@ REGISTRY: dict[tuple[str, str], Callable[..., list | None]] = {
     ("", "Gather"): gather,
     ("dist_rt", "WeightOnlyMatMul"): w8.weight_only_matmul,
     ("dist_rt", "MatMulCast"): matmul_cast.matmul_cast,
+    ("dist_rt", "MatMulSiluMul"): matmul_silu.matmul_silu_mul,
 }
 
 
