@@ -52,6 +52,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import numpy as np
 
@@ -112,6 +113,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r.add_argument("--warmup", type=int, default=3)
     r.add_argument("--iters", type=int, default=20)
     r.add_argument("--no-cuda-graph", action="store_true")
+    r.add_argument("--unfused-gate", action="store_true",
+                   help="build without fuse_matmul_silu (gate/up GEMM and SiLU gate as two "
+                        "layers), for A/B runs")
     r.add_argument("--skip-torch", action="store_true", help="dist_rt only (no torch needed)")
     r.add_argument("--no-compile", action="store_true", help="torch eager only")
     r.add_argument("--tol", type=float, default=2e-2,
@@ -414,6 +418,7 @@ def dist_rt_pass(job: Job, n: int, network: Any, cfg: LlamaConfig,
     """
     import sharding  # noqa: PLC0415
     from dist_rt import Builder, BuilderConfig  # noqa: PLC0415
+    from dist_rt.builder.passes import fuse_matmul_silu  # noqa: PLC0415
 
     args = job.args
     out: dict[str, Any] = {}
@@ -430,9 +435,12 @@ def dist_rt_pass(job: Job, n: int, network: Any, cfg: LlamaConfig,
             job.log(f"dist_rt N={n}: plan {counts or 'replicated (no collectives)'}")
         tactic_shape = (tuple(int(v) for v in args.tactic_shape.split("x"))
                         if args.tactic_shape else max(args.shape_list, key=lambda s: s[0] * s[1]))
-        engine = Builder(BuilderConfig(device=args.device, precision=PRECISION[args.dtype],
-                                       optimization_level=args.level)).build(
-            local, input_shapes={"input_ids": tactic_shape} if args.level >= 3 else None)
+        gate = (mock.patch.object(fuse_matmul_silu, "on_cuda", lambda state: False)
+                if args.unfused_gate else contextlib.nullcontext())
+        with gate:
+            engine = Builder(BuilderConfig(device=args.device, precision=PRECISION[args.dtype],
+                                           optimization_level=args.level)).build(
+                local, input_shapes={"input_ids": tactic_shape} if args.level >= 3 else None)
         del local
         job.log(f"dist_rt N={n}: built, {engine.weight_bytes / 2**30:.2f} GiB weights on rank "
                 f"{job.rank}; fuse_allreduce_norm: "

@@ -162,7 +162,7 @@ class TestLaunch:
     def test_bad_argument_type(self, cp, gv):
         from dist_rt.runtime.cuda import launch
 
-        kernel = gv._module().get_function("gemv_nk<h16, h16, 1, 1>")
+        kernel = gv._module().get_function("gemv_nk<h16, h16, 1, 1, 0>")
         with pytest.raises(TypeError, match="unsupported kernel argument 'x' \\(str\\)"):
             launch.launch(kernel, 1, 256, ["x"])
         with pytest.raises(TypeError, match="int8"):
