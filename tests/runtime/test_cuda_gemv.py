@@ -365,6 +365,26 @@ class TestSiluGate:
         np.testing.assert_array_equal(cp.asnumpy(got).view(np.uint16),
                                       cp.asnumpy(want).view(np.uint16))
 
+    @pytest.mark.parametrize("rows", [1, 64])
+    def test_tactics_match_the_default(self, cp, rows):
+        """MatMulSiluMul's lt<i> tactics (cuBLASLt GEMM, then the gate) against its default
+        path (the gate GEMV at one row, cuBLAS + silu_mul8 at 64): fp32 accumulation in
+        another order, so within a 16-bit rounding."""
+        from dist_rt.runtime.cuda import tactics
+        from dist_rt.runtime.cuda.matmul_silu import matmul_silu_mul
+
+        rng = np.random.default_rng(41 + rows)
+        _, _, xd, wd = _operands(cp, rng, rows, 1024, 2 * 768, np.float16)
+        (want,) = matmul_silu_mul(None, [xd, wd], None)
+        runs = [t for t in tactics.TACTICS[("dist_rt", "MatMulSiluMul")] if t.run is not None]
+        assert len(runs) == tactics.LT_TACTICS
+        for tactic in runs[:3]:
+            (got,) = tactic.run(None, [xd, wd], None)
+            assert got.shape == (rows, 768) and got.dtype == np.float16
+            np.testing.assert_allclose(cp.asnumpy(got).astype(np.float32),
+                                       cp.asnumpy(want).astype(np.float32), rtol=2e-2,
+                                       atol=2e-3, err_msg=tactic.name)
+
     @pytest.mark.parametrize("case", ["odd_columns", "float32_out"])
     def test_declines(self, cp, gv, case):
         rng = np.random.default_rng(37)

@@ -16,6 +16,9 @@ each list is the backend's ordinary path (the fused-kernel dispatch of
   the layer's static shapes; a call whose problem has fewer (another shape of a dynamic
   profile, a less aligned view) runs the default GEMM. All keep float32 accumulation, so
   results equal the default's up to summation order.
+* ``dist_rt::MatMulSiluMul``: the same ``lt<i>`` GEMMs, then the SiLU gate on the two
+  halves (what the default runs above ``gemv.MAX_ROWS`` rows), so fusing the gate keeps
+  the gate/up projection's timed GEMM.
 * ``dist_rt::Attention``: the tensor-core flash kernel (``tc``: 16 query rows a warp;
   ``tc2``: 32, re-reading Q from shared memory; fp16/bf16, D % 16 == 0 and <= 128) vs. the
   CUDA-core flash-style kernel (up to :data:`FLASH_TACTIC_MAX_QUERIES` queries) vs. cuBLAS +
@@ -40,6 +43,7 @@ from typing import Any
 
 from dist_rt.builder.tactics import DEFAULT, Spec, Tactic
 from dist_rt.errors import ExecutionError
+from dist_rt.ops.silu_mul import SiluMul
 from dist_rt.runtime.cuda import cublas, cublaslt, flash, kernels
 from dist_rt.runtime.cuda.source import MAX_HEAD_DIM
 
@@ -71,6 +75,20 @@ def _lt(index: int):
         # Not "decline" (None): the backend would then run the generic op (cupy.matmul),
         # which cannot be captured; the default path of this layer is kernels.matmul.
         return kernels.matmul(layer, inputs, rt)
+    return run
+
+
+def _lt_silu(index: int):
+    """Run function of MatMulSiluMul's ``lt<index>``: that GEMM, then ``silu(g) * u``."""
+    gemm = _lt(index)
+
+    def run(layer, inputs, rt):
+        h = gemm(layer, inputs, rt)
+        if h is None:
+            return None  # nothing launched: the generic op runs
+        half = inputs[1].shape[1] // 2
+        halves = [h[0][..., :half], h[0][..., half:]]
+        return kernels.silu_mul(layer, halves, rt) or SiluMul._run(layer, halves, rt)
     return run
 
 
@@ -128,6 +146,9 @@ def _chunks_applies(layer: Any, specs: list[Spec]) -> bool:
 TACTICS: dict[tuple[str, str], tuple[Tactic, ...]] = {
     ("", "MatMul"): (Tactic(DEFAULT),
                      *(Tactic(f"lt{i}", _lt(i), _lt_applies(i)) for i in range(LT_TACTICS))),
+    ("dist_rt", "MatMulSiluMul"): (Tactic(DEFAULT),
+                                   *(Tactic(f"lt{i}", _lt_silu(i), _lt_applies(i))
+                                     for i in range(LT_TACTICS))),
     ("dist_rt", "Attention"): (Tactic(DEFAULT),
                                Tactic("tc", _attention("tc"), _tc_applies),
                                Tactic("tc2", _attention("tc2"), _tc_applies),
