@@ -38,6 +38,12 @@ warp w       column n                K chunks of lane l
 0 .. 7       (8 / KS) b + w / KS     32 U (KS p + w % KS) + 32 u + l, u < U = 4
 ===========  ======================  =========================================
 
+Gate/up (``silu_gate``, ``dist_rt::MatMulSiluMul``): W holds 2I rows, gate then up. The
+block's 8 / KS weight rows become 4 / KS pairs: warp group r takes row j + (r % 2) I of
+output column j = (4 / KS) b + r / 2, and the gate group's first warp adds both groups'
+partial sums (in the same order as the plain kernel), rounds g and u to the output type
+and writes ``silu(g) * u``: the bits of the plain GEMV followed by ``silu_mul8``.
+
 Rejected: ``(K, N)`` weights with split-K (the layout ONNX gives): blocks must combine
 partial sums across the grid (a second launch, or a last-block reduction that serializes
 the tail); measured 1.03-1.3x slower than cuBLAS at every decode shape in session 4. Two
@@ -123,13 +129,13 @@ __device__ __forceinline__ void l2_prefetch_slice(const char* p, long long bytes
 #endif
 }
 
-// y[m * ldy + n] = sum_k x[m * ldx + k] * w[n * K + k], m < M <= MT; K % 8 == 0.
-// KS warps share a column: warp j of a column takes passes j, j + KS, ... of its K chunks,
-// and the KS partial sums meet in shared memory.
 // v rounded to T and back: the value a kernel reading a stored T would see.
 template <typename T>
 __device__ __forceinline__ float rounded(float v) { T t; st(&t, v); return ld(&t); }
 
+// y[m * ldy + n] = sum_k x[m * ldx + k] * w[n * K + k], m < M <= MT; K % 8 == 0.
+// KS warps share a column: warp j of a column takes passes j, j + KS, ... of its K chunks,
+// and the KS partial sums meet in shared memory.
 // GLU = 1: W has 2N rows, gate rows 0..N-1 then up rows N..2N-1 (a merged gate/up weight);
 // the block's warp groups pair up (gate j, up j) and y[m, j] = silu(g) * u, with g and u
 // rounded to T first, as the unfused GEMV's (M, 2N) output and silu_mul8 would compute.
