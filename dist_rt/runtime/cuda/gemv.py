@@ -52,7 +52,13 @@ over the 7B decode chain (1.281 vs 1.219 ms), and slower for K = 2048. Tensor co
 3-16 rows (``mma.sync.m16n8k16`` on 16 rows of X by 8 columns, 8 warps splitting K, mma's
 k permuted to memory order so each lane reads 16-byte chunks): correct, but over the 1B
 decode GEMVs (H100, PDL chain) 0.803 vs cuBLAS 0.825 ms at 4 rows, 0.821 vs 0.830 at 8 and
-0.899 vs 0.843 at 16 (2 or 4 column tiles a warp were slower still): dropped.
+0.899 vs 0.843 at 16 (2 or 4 column tiles a warp were slower still): dropped. The
+residual AddRMSNorm fused into the q/k/v and gate/up GEMVs (every block adds and normalizes
+the row(s) into shared memory after ``PDL_WAIT``, bit-exact; session 7): removing the 32
+norm launches outright (wrong values) would save 0.079 ms of 0.841 (H100, 1B, 1x1), but
+fused, every block pays the norm's dependent latency and the kernel 57-62 registers
+instead of 37-48, so 1x1 0.826 vs 0.800 ms and 2x1 1.004 vs 0.903 unfused (medians of 7
+contexts); with PDL the separate norm already overlaps the GEMV's first weight loads.
 
 Declines (returns None: cuBLAS runs) for M > :data:`MAX_ROWS`, float32, K % 8 != 0, X
 rows not 16-byte aligned, or a W that is not the transposed view.
