@@ -4,7 +4,7 @@ The decode GEMV (:mod:`dist_rt.runtime.cuda.gemv`) streams rows of W, so the CUD
 stores the B operand of 16-bit ``MatMul``/``MatMulCast`` layers transposed and hands the
 layers its (K, N) ``.T`` view: same values, same shape, another memory order. This module
 is only the rule (no CuPy), so it is tested without a GPU; the upload is
-:func:`dist_rt.runtime.backends.cuda.constants_to_device`.
+:meth:`dist_rt.runtime.backends.Backend.constants_to_device`.
 """
 
 from __future__ import annotations

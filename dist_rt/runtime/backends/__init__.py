@@ -8,8 +8,9 @@ A backend module ``dist_rt/runtime/backends/<name>.py`` defines at module level:
   ops to fused kernels)
 * optional: ``is_available() -> bool``, ``device_arch() -> str``, ``synchronize()``,
   ``make_run_context(**kw) -> RunContext`` (e.g. to attach a stream),
-  ``constants_to_device(network, names)`` and ``linear_weights(network)`` (constants kept
-  in another layout on the device, same values), ``prefetch_targets(network, constants)``
+  ``linear_weights(network)`` with ``store_transposed(array)`` (the constants kept
+  transposed on the device, handed out as views of the same values and shape: see
+  ``Backend.constants_to_device``), ``prefetch_targets(network, constants)``
   (what each layer warms in the cache for the next: ``RunContext.l2_prefetch``).
 
 Only the CUDA backend imports ``cupy`` (STYLE.md rule 6); asking for it without CuPy raises
@@ -52,16 +53,19 @@ class Backend:
     def constants_to_device(self, network: Any, names: Any = None) -> dict[str, Any]:
         """Device copies of ``network``'s constants (only ``names`` when given).
 
-        A backend may store a constant in another layout than the network's (the CUDA
-        backend keeps MatMul weights transposed for its GEMV) as long as the array it
-        returns holds the same values in the same shape.
+        The :meth:`transposed_constants` among them go through the module's
+        ``store_transposed(array)``: the CUDA backend keeps MatMul weights (N, K) for its GEMV
+        and returns the (K, N) view, the same values in the same shape.
         """
-        fn = getattr(self.module, "constants_to_device", None)
-        if fn is not None:
-            return fn(network, names)
+        transposed = self.transposed_constants(network)
         wanted = None if names is None else set(names)
-        return {t.name: self.to_device(t.weights.numpy()) for t in network.constants
-                if wanted is None or t.name in wanted}
+        out = {}
+        for t in network.constants:
+            if wanted is not None and t.name not in wanted:
+                continue
+            array = self.to_device(t.weights.numpy())
+            out[t.name] = self.module.store_transposed(array) if t.name in transposed else array
+        return out
 
     def transposed_constants(self, network: Any) -> set[str]:
         """Names of the constants :meth:`constants_to_device` stores transposed."""

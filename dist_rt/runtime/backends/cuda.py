@@ -25,7 +25,7 @@ from dist_rt.ops import RunContext
 from dist_rt.runtime.cuda import kernels, l2_prefetch, timing
 from dist_rt.runtime.cuda import tactics as cuda_tactics
 from dist_rt.runtime.cuda.graph import CudaGraphRunner, host_indices
-from dist_rt.runtime.weight_layout import linear_weights
+from dist_rt.runtime.weight_layout import linear_weights  # noqa: F401 - backend interface
 
 name = "cuda"
 xp = cupy
@@ -67,23 +67,10 @@ def to_device(array: Any) -> Any:
     return cupy.asarray(host) if device_dtype_ok(host.dtype) else host
 
 
-def constants_to_device(network: Any, names: Sequence[str] | None = None) -> dict[str, Any]:
-    """Device copies of the network's constants (``names`` only, when given).
-
-    The :func:`linear_weights` among them are stored (N, K) and returned as their (K, N)
-    ``.T`` views, so every layer still sees a (K, N) array with the right values.
-    """
-    linear = linear_weights(network)
-    wanted = None if names is None else set(names)
-    out = {}
-    for t in network.constants:
-        if wanted is not None and t.name not in wanted:
-            continue
-        array = to_device(t.weights.numpy())
-        if t.name in linear and isinstance(array, cupy.ndarray):
-            array = cupy.ascontiguousarray(array.T).T
-        out[t.name] = array
-    return out
+def store_transposed(array: Any) -> Any:
+    """A device copy of ``array`` (K, N) stored (N, K), returned as its (K, N) ``.T`` view
+    (for the :func:`linear_weights`; host-only arrays pass through)."""
+    return cupy.ascontiguousarray(array.T).T if isinstance(array, cupy.ndarray) else array
 
 
 def prefetch_targets(network: Any, constants: dict[str, Any]) -> dict[str, tuple[Any, int]]:

@@ -13,7 +13,7 @@ every kernel of :mod:`.source` launched with PDL.
 
 Layout: the CUDA backend stores every constant B of ``MatMul``/``MatMulCast`` transposed,
 (N, K) row-major, and hands the layers its (K, N) column-major view
-(:func:`dist_rt.runtime.backends.cuda.constants_to_device`). cuBLAS reads that view as a
+(:meth:`dist_rt.runtime.backends.Backend.constants_to_device`). cuBLAS reads that view as a
 transposed operand at the same speed; here row n of W is contiguous, so:
 
 * KS warps (1, 2 or 4: :func:`default_splits`, by K) own one output column n; its K is cut

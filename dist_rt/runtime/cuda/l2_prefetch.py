@@ -57,8 +57,8 @@ def targets(network: Any, constants: dict[str, Any]) -> dict[str, tuple[Any, int
 
     Args:
         network: The engine's network (execution order).
-        constants: Its device constants (:func:`dist_rt.runtime.backends.cuda.
-            constants_to_device`), weights already stored transposed.
+        constants: Its device constants (:meth:`dist_rt.runtime.backends.
+            Backend.constants_to_device`), weights already stored transposed.
 
     Returns:
         An entry per decode-GEMV layer whose next weight is on the device in the GEMV's
