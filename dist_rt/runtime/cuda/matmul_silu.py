@@ -23,21 +23,28 @@ def matmul_silu_mul(layer, inputs, rt) -> list | None:
         inputs: A (..., K) and B (K, 2I), device arrays of one 16-bit or float dtype.
         rt: The run context (the layer's ``l2_prefetch`` entry goes to the GEMV).
     """
-    from dist_rt.runtime.cuda.kernels import matmul, silu_mul  # noqa: PLC0415 - kernels imports us
+    from dist_rt.runtime.cuda.kernels import matmul  # noqa: PLC0415 - kernels imports us
 
     a, b = inputs
     if (a.ndim < 1 or b.ndim != 2 or a.dtype != b.dtype or cublas.cuda_type(a.dtype) is None
             or b.shape[1] % 2 or a.shape[-1] != b.shape[0]):
         return None
-    half = b.shape[1] // 2
-    a2 = a.reshape(-1, a.shape[-1]) if a.flags.c_contiguous else None
-    if a2 is not None and a2.shape[0] <= gemv.MAX_ROWS:
-        y = gemv.gemv(a2, b, prefetch=l2_prefetch.lookup(layer, rt), silu_gate=True)
+    if a.flags.c_contiguous:  # the GEMV declines above gemv.MAX_ROWS rows
+        y = gemv.gemv(a.reshape(-1, a.shape[-1]), b, prefetch=l2_prefetch.lookup(layer, rt),
+                      silu_gate=True)
         if y is not None:
-            return [y.reshape(*a.shape[:-1], half)]
+            return [y.reshape(*a.shape[:-1], b.shape[1] // 2)]
     h = matmul(layer, [a, b], rt)
-    if h is None:
-        return None
-    halves = [h[0][..., :half], h[0][..., half:]]
-    # Never None from here on: the generic op would multiply a second time.
+    # Never None after a product: the generic op would multiply a second time.
+    return None if h is None else gate_halves(layer, h[0], rt)
+
+
+def gate_halves(layer, h, rt) -> list:
+    """``[silu(g) * u]`` for the gate/up product h (..., 2I), g and u its two halves (strided
+    views): the ``silu_mul8`` kernel, else the generic SiluMul. Also the tail of the
+    ``lt<i>`` tactics (:mod:`.tactics`)."""
+    from dist_rt.runtime.cuda.kernels import silu_mul  # noqa: PLC0415 - kernels imports us
+
+    half = h.shape[-1] // 2
+    halves = [h[..., :half], h[..., half:]]
     return silu_mul(layer, halves, rt) or SiluMul._run(layer, halves, rt)

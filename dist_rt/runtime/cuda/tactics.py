@@ -43,8 +43,7 @@ from typing import Any
 
 from dist_rt.builder.tactics import DEFAULT, Spec, Tactic
 from dist_rt.errors import ExecutionError
-from dist_rt.ops.silu_mul import SiluMul
-from dist_rt.runtime.cuda import cublas, cublaslt, flash, kernels
+from dist_rt.runtime.cuda import cublas, cublaslt, flash, kernels, matmul_silu
 from dist_rt.runtime.cuda.source import MAX_HEAD_DIM
 
 #: ``lt<i>`` tactics: the first this-many algorithms of cuBLASLt's heuristic list.
@@ -84,11 +83,8 @@ def _lt_silu(index: int):
 
     def run(layer, inputs, rt):
         h = gemm(layer, inputs, rt)
-        if h is None:
-            return None  # nothing launched: the generic op runs
-        half = inputs[1].shape[1] // 2
-        halves = [h[0][..., :half], h[0][..., half:]]
-        return kernels.silu_mul(layer, halves, rt) or SiluMul._run(layer, halves, rt)
+        # None: nothing launched, the generic op runs
+        return None if h is None else matmul_silu.gate_halves(layer, h[0], rt)
     return run
 
 
