@@ -26,8 +26,9 @@ Registry (domain, op type) -> wrapper:
 ``dist_rt::RotaryHalf...`` ``RotaryHalfPair`` (q and k of one cos/sin): one
                            ``rope_half_pair_vec`` launch when both take the vector path,
                            else ``rope_half`` each, ``rope.py``
-``MatMul``                 (..., K) @ (K, N) as one flattened 2-D GEMM (M <= 4 rows and a
-                           weight stored (N, K): the ``gemv`` kernel); equal batch dims
+``MatMul``                 (..., K) @ (K, N) as one flattened 2-D GEMM (up to
+                           ``gemv.MAX_ROWS`` rows and a weight stored (N, K): the ``gemv``
+                           kernel); equal batch dims
                            as one strided-batched GEMM (direct cuBLAS, capturable)
 ``Split``, ``Transpose``   views of the input, no copies (readers take strided input)
 ``Gather``                 while capturing a graph: no host bounds check (see gather)
@@ -419,8 +420,8 @@ def matmul(layer, inputs, rt) -> list | None:
         if a.ndim > 2 and not a.flags.c_contiguous:
             a = cupy.ascontiguousarray(a)
         a2 = a.reshape(-1, a.shape[-1])
-        y = (gemv.gemv(a2, b, prefetch=l2_prefetch.lookup(layer, rt))
-             if a2.shape[0] <= gemv.MAX_ROWS else None)
+        # The decode GEMV declines (None) above gemv.MAX_ROWS rows or for another layout.
+        y = gemv.gemv(a2, b, prefetch=l2_prefetch.lookup(layer, rt))
         if y is None:
             y = cublas.matmul2d(a2, b)
         return [y.reshape(*a.shape[:-1], b.shape[1])]

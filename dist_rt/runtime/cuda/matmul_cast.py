@@ -11,8 +11,8 @@ read and the Cast's launch saved, and no fp16 rounding of the accumulator.
 
 Like :func:`dist_rt.runtime.cuda.kernels.matmul` it is direct cuBLAS (capturable in a CUDA
 graph) for (..., M, K) @ (K, N), the rows flattened into one 2-D GEMM; decode-sized rows
-(M <= 4) against a weight stored (N, K) take the GEMV kernel (:mod:`.gemv`), which writes
-float32 the same way. Anything else
+(up to ``gemv.MAX_ROWS``) against a weight stored (N, K) take the GEMV kernel (:mod:`.gemv`),
+which writes float32 the same way. Anything else
 (batched or 1-D B, mixed dtypes, an output dtype cuBLAS does not write from these inputs)
 returns None and the generic op runs: float32 ``cupy.matmul``, then the cast, the same
 values but not capturable.
@@ -64,8 +64,8 @@ def matmul_cast(layer: Any, inputs: list, rt: Any) -> list | None:
     if a.ndim > 2 and not a.flags.c_contiguous:
         a = cupy.ascontiguousarray(a)  # rows must flatten into one (M, K) view
     a2 = a.reshape(-1, a.shape[-1])
-    y = (gemv.gemv(a2, b, out_dtype=to, prefetch=l2_prefetch.lookup(layer, rt))
-         if a2.shape[0] <= gemv.MAX_ROWS else None)
+    # The decode GEMV declines (None) above gemv.MAX_ROWS rows or for another layout.
+    y = gemv.gemv(a2, b, out_dtype=to, prefetch=l2_prefetch.lookup(layer, rt))
     if y is None:
         y = cublas.matmul2d(a2, b, out_dtype=to)
     return [y.reshape(*a.shape[:-1], b.shape[1])]
