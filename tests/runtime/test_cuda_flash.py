@@ -1,10 +1,5 @@
-"""Tensor-core flash attention (dist_rt/runtime/cuda/flash.py) against a float64 reference.
-
-Inputs are fresh random N(0, 1) values rounded to the storage dtype; the reference computes
-in float64 from those rounded values, so the tolerance covers the kernel's own roundings:
-P to 16 bits before P V and the output once (fp16 atol 2e-3, bf16 1.6e-2, plus the same
-relative tolerance for the few outputs above 1).
-"""
+"""Tensor-core flash attention (dist_rt/runtime/cuda/flash.py) against a float64 reference
+(inputs and reference: flash_ref.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +7,10 @@ import math
 
 import numpy as np
 import pytest
-
-from dist_rt import dtypes
+from flash_ref import assert_close, dtype_of, make_inputs, reference
 
 pytestmark = pytest.mark.gpu
 
-TOL = {"float16": 2e-3, "bfloat16": 1.6e-2}
 #: (S, Skv): self-attention, then S < Skv (end-aligned frontier) and S > Skv (rows of
 #: causal queries that see no key come out zero).
 SHAPES = [(s, s) for s in (17, 64, 100, 257)] + [(s, skv) for s in (17, 64, 100, 257)
@@ -32,55 +25,6 @@ def cp():
     if int(cupy.cuda.Device().compute_capability) < 80:
         pytest.skip("the tensor-core flash kernel needs sm_80+")
     return cupy
-
-
-def _dtype(name: str) -> np.dtype:
-    return dtypes.bfloat16 if name == "bfloat16" else np.dtype(name)
-
-
-def reference(q, k, v, scale: float, causal: bool) -> np.ndarray:
-    """Attention in float64: q (B, Hq, S, D), k/v (B, Hkv, Skv, D) -> (B, Hq, S, D)."""
-    q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
-    b, hq, s, d = q.shape
-    hkv, skv = k.shape[1], k.shape[2]
-    k, v = (np.repeat(x, hq // hkv, axis=1) for x in (k, v))
-    keep = np.ones((s, skv), bool)
-    if causal:
-        keep = np.arange(skv)[None, :] <= np.arange(s)[:, None] + (skv - s)
-    scores = np.where(keep, np.einsum("bhid,bhjd->bhij", q, k) * scale, -np.inf)
-    top = scores.max(-1, keepdims=True) if skv else np.zeros((b, hq, s, 1))
-    p = np.where(keep, np.exp(scores - np.where(np.isfinite(top), top, 0.0)), 0.0)
-    total = p.sum(-1, keepdims=True)
-    return np.einsum("bhij,bhjd->bhid", p, v) / np.where(total > 0, total, 1.0)
-
-
-def make_inputs(cp, rng, b, hq, hkv, s, skv, d, dtype):
-    """Strided q, k, v as a fused projection makes them, plus their host copies.
-
-    S == Skv: views of one (B, S, Hq + 2 Hkv, D) buffer (merged QKV), transposed to bhsd.
-    Otherwise q from a (B, S, Hq, D) buffer and k, v from one (B, Skv, 2 Hkv, D) buffer.
-    """
-    if s == skv:
-        buf = rng.standard_normal((b, s, hq + 2 * hkv, d)).astype(dtype)
-        dev = cp.asarray(buf)
-        parts = [(0, hq), (hq, hq + hkv), (hq + hkv, hq + 2 * hkv)]
-        host = [buf[:, :, i:j].transpose(0, 2, 1, 3) for i, j in parts]
-        return [dev[:, :, i:j].transpose(0, 2, 1, 3) for i, j in parts], host
-    qb = rng.standard_normal((b, s, hq, d)).astype(dtype)
-    kvb = rng.standard_normal((b, skv, 2 * hkv, d)).astype(dtype)
-    qd, kvd = cp.asarray(qb), cp.asarray(kvb)
-    host = [qb.transpose(0, 2, 1, 3), kvb[:, :, :hkv].transpose(0, 2, 1, 3),
-            kvb[:, :, hkv:].transpose(0, 2, 1, 3)]
-    dev = [qd.transpose(0, 2, 1, 3), kvd[:, :, :hkv].transpose(0, 2, 1, 3),
-           kvd[:, :, hkv:].transpose(0, 2, 1, 3)]
-    return dev, host
-
-
-def assert_close(cp, y_bshd, want_bhsd, dtype_name, err_msg=""):
-    got = cp.asnumpy(y_bshd).astype(np.float64).transpose(0, 2, 1, 3)
-    assert got.shape == want_bhsd.shape
-    tol = TOL[dtype_name]
-    np.testing.assert_allclose(got, want_bhsd, atol=tol, rtol=tol, err_msg=err_msg)
 
 
 class _Layer:
@@ -104,7 +48,7 @@ class TestFlashKernel:
         from dist_rt.runtime.cuda import flash
 
         rng = np.random.default_rng(s * 1000 + skv + d)
-        (q, k, v), host = make_inputs(cp, rng, 2, 8, 2, s, skv, d, _dtype(dtype_name))
+        (q, k, v), host = make_inputs(cp, rng, 2, 8, 2, s, skv, d, dtype_of(dtype_name))
         scale = 1 / math.sqrt(d)
         y = flash.flash_attention(q, k, v, scale, causal, rows_per_warp=rows_per_warp)
         assert y is not None and y.shape == (2, s, 8, d) and y.flags.c_contiguous
@@ -119,7 +63,7 @@ class TestFlashKernel:
 
         # D = 48: 6 16-byte chunks a row, which do not divide the 128 threads of a tile copy.
         rng = np.random.default_rng(d + skv)
-        (q, k, v), host = make_inputs(cp, rng, 1, 4, 2, s, skv, d, _dtype(dtype_name))
+        (q, k, v), host = make_inputs(cp, rng, 1, 4, 2, s, skv, d, dtype_of(dtype_name))
         y = flash.flash_attention(q, k, v, 0.2, True, rows_per_warp=rows_per_warp)
         assert_close(cp, y, reference(*host, 0.2, True), dtype_name)
 
@@ -245,13 +189,14 @@ class TestAttentionDispatch:
         from dist_rt.runtime.cuda import flash, kernels
 
         monkeypatch.setattr(flash, "sm_count", lambda: sms)
+        _without_wgmma(monkeypatch)
         calls = []
         real = flash.flash_attention
         monkeypatch.setattr(flash, "flash_attention",
                             lambda *a, **kw: calls.append(kw.get("rows_per_warp"))
                             or real(*a, **kw))
         rng = np.random.default_rng(5)
-        (q, k, v), host = make_inputs(cp, rng, 2, 16, 4, 100, 100, 128, _dtype(dtype_name))
+        (q, k, v), host = make_inputs(cp, rng, 2, 16, 4, 100, 100, 128, dtype_of(dtype_name))
         layer = _Layer(causal=1, num_heads=16, kv_num_heads=4, output_layout=layout)
         (y,) = kernels.attention(layer, [q, k, v], None)
         assert calls == [rows_per_warp]
@@ -284,6 +229,34 @@ class TestAttentionDispatch:
         np.testing.assert_allclose(cp.asnumpy(y).astype(np.float64),
                                    reference(q, k, v, 1 / math.sqrt(72), True), atol=1e-2)
 
+    @pytest.mark.parametrize("path", [None, "wg"])
+    def test_hopper_takes_the_wgmma_kernel(self, cp, monkeypatch, path):
+        from dist_rt.runtime.cuda import flash, flash_wgmma, kernels
+
+        if not flash_wgmma.available():
+            pytest.skip("the wgmma kernel runs on sm_90 only")
+        calls = []
+        real = flash_wgmma.flash_attention
+        monkeypatch.setattr(flash_wgmma, "flash_attention",
+                            lambda *a, **kw: calls.append(1) or real(*a, **kw))
+        monkeypatch.setattr(flash, "flash_attention", None)  # never reached
+        rng = np.random.default_rng(12)
+        (q, k, v), host = make_inputs(cp, rng, 1, 8, 2, 150, 150, 128, np.float16)
+        layer = _Layer(causal=1, num_heads=8, kv_num_heads=2, output_layout="bshd")
+        (y,) = kernels.attention(layer, [q, k, v], None, path=path)
+        assert calls == [1]
+        assert_close(cp, y, reference(*host, 1 / math.sqrt(128), True), "float16")
+
+    def test_wg_path_elsewhere_runs_the_mma_sync_kernel(self, cp, monkeypatch):
+        from dist_rt.runtime.cuda import kernels
+
+        _without_wgmma(monkeypatch)
+        rng = np.random.default_rng(13)
+        (q, k, v), host = make_inputs(cp, rng, 1, 8, 2, 150, 150, 128, np.float16)
+        (y,) = kernels.attention(_Layer(causal=1, output_layout="bshd"), [q, k, v], None,
+                                 path="wg")
+        assert_close(cp, y, reference(*host, 1 / math.sqrt(128), True), "float16")
+
     def test_tactic_tc_is_selectable(self, cp, monkeypatch):
         from dist_rt.builder import tactics
         from dist_rt.network import Network
@@ -305,3 +278,10 @@ class TestAttentionDispatch:
         assert calls == [1]
         assert_close(cp, out[0].transpose(0, 2, 1, 3), reference(q, k, v, 0.125, True),
                      "float16")
+
+
+def _without_wgmma(monkeypatch) -> None:
+    """Make the dispatch behave as on a GPU without the Hopper kernel (anything but sm_90)."""
+    from dist_rt.runtime.cuda import flash_wgmma
+
+    monkeypatch.setattr(flash_wgmma, "available", lambda: False)

@@ -104,7 +104,9 @@ ROWS_PER_WARP = (16, 32)
 MAX_HEAD_DIM = 128
 LOG2E = 1.4426950408889634
 
-SOURCE = r"""
+#: PTX wrappers, the mma.sync fragments, tile loads and the online softmax step; shared with
+#: the Hopper kernel (:mod:`.flash_wgmma`), whose wgmma accumulators have the same layout.
+HELPERS = r"""
 #define NEG_INF (-__int_as_float(0x7f800000))
 #define BN 64
 #define NT 128
@@ -304,6 +306,9 @@ __device__ __forceinline__ void softmax_tile(const float (&s)[NB][4], float (&m)
     l[1] = l1;
 }
 
+"""
+
+SOURCE = HELPERS + r"""
 // q (B, Hq, S, D), k/v (B, Hkv, Skv, D): element strides of dims b, h, s given (multiples of
 // 8, d contiguous, 16-byte aligned bases); y (B, S, Hq, D) contiguous. MT m16 tiles of
 // query rows a warp: warp w owns rows 16 MT w .. 16 MT w + 16 MT - 1 of the CTA's 64 MT.

@@ -15,8 +15,10 @@ Registry (domain, op type) -> wrapper:
 ``dist_rt::Silu``          ``silu`` kernel
 ``dist_rt::SiluMul``       ``silu_mul`` kernel (A and B of the same shape)
 ``dist_rt::Attention``     S <= 16 and D <= 128: ``attention_decode`` (CUDA cores);
-                           S > 16, fp16/bf16, D % 16 == 0 <= 128, sm_80+: the
-                           tensor-core flash kernel (``flash.py``, 32 rows a warp);
+                           S > 16, fp16/bf16, D 64 or 128, sm_90: the wgmma flash
+                           kernel (``flash_wgmma.py``); S > 16, fp16/bf16,
+                           D % 16 == 0 <= 128, sm_80+: the mma.sync flash kernel
+                           (``flash.py``, 16 or 32 rows a warp);
                            else causal S == Skv >= 512 by query chunks, or per batch
                            item cuBLAS scale*q k^T -> in-place causal softmax -> cuBLAS
                            P v (direct cuBLAS, capturable); ``output_layout="bshd"``:
@@ -37,7 +39,8 @@ Registry (domain, op type) -> wrapper:
 ``dist_rt::WeightOnlyMatMul`` (int8/uint8 weights) runs :mod:`.w8`: a GEMV kernel that
 dequantizes in registers for M <= 16 rows, else dequantize + cuBLAS.
 
-Attention's long queries run the tensor-core flash kernel (:mod:`.flash`): the scores
+Attention's long queries run a tensor-core flash kernel (:mod:`.flash_wgmma` on Hopper,
+:mod:`.flash` elsewhere): the scores
 never reach memory. The cuBLAS paths remain for what it does not cover (fp32, D > 128 or
 not a multiple of 16, pre-sm_80 GPUs): they materialize the scores (Hq, S, Skv) of one
 batch item at a time in the input dtype (never in fp32), cuBLAS tensor cores do both
@@ -59,6 +62,7 @@ from dist_rt.runtime.cuda import (
     collective_norm,
     cublas,
     flash,
+    flash_wgmma,
     gemv,
     l2_prefetch,
     matmul_cast,
@@ -270,12 +274,15 @@ def attention(layer, inputs, rt, path: str | None = None) -> list | None:
     """dist_rt::Attention without a mask input (causal or not), GQA by head mapping.
 
     ``path`` forces one implementation (a tactic, see :mod:`dist_rt.runtime.cuda.tactics`):
-    ``"tc"`` (the tensor-core flash kernel at any query length, :mod:`.flash`, 16 query
+    ``"wg"`` (the Hopper wgmma flash kernel at any query length, :mod:`.flash_wgmma`; where
+    it does not apply, the default variant of :mod:`.flash`), ``"tc"`` (the mma.sync
+    flash kernel at any query length, :mod:`.flash`, 16 query
     rows a warp), ``"tc2"`` (its variant with 32 rows a warp, two m16 tiles),
     ``"flash"`` (the CUDA-core flash-style kernel at any query length; needs D <= 128),
     ``"chunks"`` (causal S == Skv by query chunks) or ``"cublas"`` (cuBLAS + in-place
     softmax per batch item). None picks by query length: the CUDA-core kernel up to
-    :data:`DECODE_MAX_QUERIES` queries, the tensor-core kernel above, with 32 rows a warp
+    :data:`DECODE_MAX_QUERIES` queries, above that the wgmma kernel on sm_90, else the
+    mma.sync kernel, with 32 rows a warp
     when that fills the GPU more than once and 16 otherwise
     (:func:`flash.default_rows_per_warp`), then the cuBLAS paths for what it does not
     cover. A forced path that does not fit the call falls through to
@@ -304,9 +311,13 @@ def attention(layer, inputs, rt, path: str | None = None) -> list | None:
     scale = layer.attr("scale", None)
     scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
     causal = int(layer.attr("causal", 0))
-    if path in ("tc", "tc2") or (path is None and s > DECODE_MAX_QUERIES):
-        rows = {"tc": 16, "tc2": 32}.get(path) or flash.default_rows_per_warp(b, hq, s, d)
-        y = flash.flash_attention(q, k, v, scale, bool(causal), rows_per_warp=rows)
+    if path in ("wg", "tc", "tc2") or (path is None and s > DECODE_MAX_QUERIES):
+        y = None
+        if path in ("wg", None):  # sm_90 only; else the mma.sync kernel below
+            y = flash_wgmma.flash_attention(q, k, v, scale, bool(causal))
+        if y is None:
+            rows = {"tc": 16, "tc2": 32}.get(path) or flash.default_rows_per_warp(b, hq, s, d)
+            y = flash.flash_attention(q, k, v, scale, bool(causal), rows_per_warp=rows)
         if y is not None:
             return [y if bshd else y.transpose(0, 2, 1, 3)]
         path = None  # not covered (dtype, head dim, GPU): the default choice below

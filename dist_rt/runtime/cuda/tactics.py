@@ -19,11 +19,12 @@ each list is the backend's ordinary path (the fused-kernel dispatch of
 * ``dist_rt::MatMulSiluMul``: the same ``lt<i>`` GEMMs, then the SiLU gate on the two
   halves (what the default runs above ``gemv.MAX_ROWS`` rows), so fusing the gate keeps
   the gate/up projection's timed GEMM.
-* ``dist_rt::Attention``: the tensor-core flash kernel (``tc``: 16 query rows a warp;
+* ``dist_rt::Attention``: the Hopper wgmma flash kernel (``wg``: sm_90, fp16/bf16, D 64 or
+  128) vs. the mma.sync flash kernel (``tc``: 16 query rows a warp;
   ``tc2``: 32, re-reading Q from shared memory; fp16/bf16, D % 16 == 0 and <= 128) vs. the
   CUDA-core flash-style kernel (up to :data:`FLASH_TACTIC_MAX_QUERIES` queries) vs. cuBLAS +
   fused softmax vs. causal query chunks, whatever the query length (the default takes the
-  CUDA-core kernel up to 16 queries and above that ``tc`` or ``tc2`` by
+  CUDA-core kernel up to 16 queries and above that ``wg`` on sm_90, else ``tc`` or ``tc2`` by
   :func:`flash.default_rows_per_warp`; the best switch points depend on the GPU, heads and
   head size). A recorded tactic runs only at the shapes it was timed at
   (:func:`wrapper`).
@@ -43,7 +44,7 @@ from typing import Any
 
 from dist_rt.builder.tactics import DEFAULT, Spec, Tactic
 from dist_rt.errors import ExecutionError
-from dist_rt.runtime.cuda import cublas, cublaslt, flash, kernels, matmul_silu
+from dist_rt.runtime.cuda import cublas, cublaslt, flash, flash_wgmma, kernels, matmul_silu
 from dist_rt.runtime.cuda.source import MAX_HEAD_DIM
 
 #: ``lt<i>`` tactics: the first this-many algorithms of cuBLASLt's heuristic list.
@@ -133,6 +134,12 @@ def _tc_applies(layer: Any, specs: list[Spec]) -> bool:
             and specs[1][0][3] == specs[2][0][3] == specs[0][0][3])
 
 
+def _wg_applies(layer: Any, specs: list[Spec]) -> bool:
+    return (_no_mask(specs) and flash_wgmma.supports(specs[0][1], specs[0][0][3])
+            and specs[1][0][3] == specs[2][0][3] == specs[0][0][3]
+            and flash_wgmma.available())
+
+
 def _chunks_applies(layer: Any, specs: list[Spec]) -> bool:
     return (_no_mask(specs) and bool(int(layer.attr("causal", 0)))
             and specs[0][0][2] == specs[1][0][2] > kernels.CAUSAL_CHUNK_ROWS)
@@ -146,6 +153,7 @@ TACTICS: dict[tuple[str, str], tuple[Tactic, ...]] = {
                                    *(Tactic(f"lt{i}", _lt_silu(i), _lt_applies(i))
                                      for i in range(LT_TACTICS))),
     ("dist_rt", "Attention"): (Tactic(DEFAULT),
+                               Tactic("wg", _attention("wg"), _wg_applies),
                                Tactic("tc", _attention("tc"), _tc_applies),
                                Tactic("tc2", _attention("tc2"), _tc_applies),
                                Tactic("flash", _attention("flash"), _flash_applies),

@@ -1,0 +1,503 @@
+"""Hopper flash attention forward on warpgroup MMA (``wgmma``), fp16 and bf16, sm_90a.
+
+Computes what :func:`.flash.flash_attention` computes (same arguments, masks, GQA and
+(B, S, Hq, D) output) with the instruction that reaches the H100's tensor-core peak:
+``mma.sync`` (the sm_80 kernel of :mod:`.flash`) is held back by the shared-memory reads of
+its B fragments (``ldmatrix``), while ``wgmma`` reads its operands from shared memory
+itself, for a whole warpgroup (4 warps) and a 64 x N x 16 product at once.
+
+Design: one CTA = 3 warpgroups (384 threads) for one (batch, query head) and 128 query rows,
+warp-specialized as in FlashAttention-3:
+
+* Warpgroup 2 is the producer: it copies Q once, then K[t] and V[t] into stage t % ST of a
+  ring (``ST`` = 2 or 3 stages) with ``cp.async`` (16 bytes a thread, zero-filled past S or
+  Skv), and signals each copy's "full" mbarrier through
+  ``cp.async.mbarrier.arrive.noinc`` (it completes when the thread's copies have landed).
+  Before refilling a stage it waits on that stage's "empty" mbarrier. It gives up
+  registers (``setmaxnreg.dec`` to 40) for the consumers (``setmaxnreg.inc`` to 232): an
+  SM sub-partition holds one warp of each warpgroup, 3 x 168 = 40 + 2 x 232 registers.
+* Warpgroups 0 and 1 consume: warpgroup w owns query rows 64w .. 64w + 63 of the CTA, its
+  warp w' rows 16w' .. 16w' + 15 of those (the wgmma accumulator layout: a warp holds the
+  C fragments of one ``mma.m16n8`` tile per n8 column block). They never meet at a CTA
+  barrier, only at the mbarriers, so one's softmax runs while the other's products do;
+  with ``pingpong`` two named barriers make them issue their S products in turns.
+* Shared layout: 128-byte-swizzled panels of 64 columns; the 16-byte chunk c of row r of a
+  panel sits at ``r * 128 + ((c ^ (r % 8)) * 16)``, the layout the wgmma shared-memory
+  descriptors call ``swizzle 128B`` (panel bases 1024-byte aligned, so the hardware's XOR,
+  taken from address bits, matches the copy's).
+* S (64 x 128 a warpgroup) = Q K^T: D/16 ``wgmma m64n128k16``, both operands in shared
+  memory and K-major (Q and K are (rows, D), D contiguous); k16 step kk starts
+  ``32 (kk % 4)`` bytes into panel ``kk / 4``, 8-row groups are 1024 bytes apart.
+* Online softmax in fp32 registers: :mod:`.flash`'s ``softmax_tile`` as is (a warp's wgmma
+  accumulator is 16 ``mma`` C fragments); P rounded to 16 bits: adjacent n8 pairs of S
+  are exactly the register A fragment of the next product.
+* O (64 x D a warpgroup) += P V: 8 ``wgmma m64nDk16``, A = P from registers, B = V from
+  shared memory, MN-major (V is (keys, D), D contiguous: ``imm-trans-b``); a k16 step is 16
+  key rows (2048 bytes) on, the two 64-column panels are ``128 * 128`` bytes apart (the
+  descriptor's leading byte offset). It is issued and not waited for: the next tile's S
+  wait covers it.
+* ``cp.async`` writes through the generic proxy and wgmma reads through the async proxy: a
+  consumer fences (``fence.proxy.async.shared::cta``) after a full barrier, before its
+  products read the stage.
+* Causal: key tiles past the CTA's last frontier are never copied; a warpgroup whose rows
+  see no key of a tile skips its math (not its barrier waits and arrivals); only tiles that
+  cross a warp's frontier or Skv are masked.
+* CTA order: the G query heads x ceil(S / 128) query tiles reading one (batch, kv head)'s K
+  and V run together (one 1-D grid), longest causal tiles first within the group.
+
+Measured on H100 (fp16, causal, D = 128, B = 8, 16 heads / 4 kv heads, S = 2048; medians of
+5 back-to-back calls): 0.344 ms (400 TFLOP/s) vs 0.486 for :mod:`.flash` (32 rows a
+warp), 0.488 for PyTorch's FlashAttention-2 and 0.285 for cuDNN. On the way:
+
+* One CTA of 2 warpgroups that copied cooperatively and met at ``__syncthreads`` twice a
+  tile: 0.450 ms (softmax and products never overlapped; 40% tensor-pipe use in Nsight
+  Compute). Warp-specializing with a single producer warp: 0.58 ms (one warp's
+  ``cp.async`` stream could not keep up); the producer warpgroup: 0.405.
+* The grouped CTA order: copies alone (products and softmax cut out) 0.190 -> 0.153 ms,
+  the kernel 0.370 -> 0.344. Copies alone are still half the kernel: every CTA re-reads
+  its (batch, kv head)'s K and V from L2, 128 query rows per read.
+* 3 stages: no gain at D = 128 (0.352 ms), some at D = 64. Ping-pong: 0.344 vs 0.361 ms
+  without. Lazy rescaling (FlashAttention-4's): 2-4% slower here (the eager rescale runs
+  under the other warpgroup's products).
+
+Not done (FlashAttention-3 has them): TMA copies (tensor maps) with cluster multicast, which
+would halve the L2 reads of K and V; intra-warpgroup overlap of the next S product with
+this tile's softmax (it needs a second S accumulator, 64 more registers); FP8.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import cupy
+import numpy as np
+
+from dist_rt.runtime.cuda import cubin
+from dist_rt.runtime.cuda.device import capability
+from dist_rt.runtime.cuda.flash import HELPERS, LOG2E, _aligned, _elem_strides, _storage
+
+#: Query rows a CTA (2 warpgroups of 64), keys a tile, threads a CTA.
+BLOCK_M = 128
+BLOCK_N = 128
+THREADS = 384
+#: Head dims the kernel is built for (64-column swizzled panels).
+HEAD_DIMS = (64, 128)
+#: The NVRTC target: wgmma exists only in the architecture-specific sm_90a.
+ARCH = "sm_90a"
+
+
+def _operands(first: int, count: int) -> str:
+    return ", ".join(f"%{i}" for i in range(first, first + count))
+
+
+def _wgmma(t: str, n: int) -> str:
+    """``Wg<t, n>``: the m64n<n>k16 wgmma with A from shared memory (``ss``, both operands
+    K-major) and from registers (``rs``, B MN-major), fp32 accumulators ``d[n / 8][4]``."""
+    ptx_t = {"h16": "f16", "b16": "bf16"}[t]
+    regs = n // 2
+    outs = ", ".join(f'"+f"(d[{i // 4}][{i % 4}])' for i in range(regs))
+    op = f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ptx_t}.{ptx_t}"
+    ss = (f'"{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{regs + 2}, 0;\\n"\n'
+          f'            "{op} {{{_operands(0, regs)}}}, %{regs}, %{regs + 1}, p, 1, 1, 0, 0;\\n}}"')
+    rs = (f'"{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{regs + 5}, 0;\\n"\n'
+          f'            "{op} {{{_operands(0, regs)}}}, {{{_operands(regs, 4)}}}, %{regs + 4}, '
+          f'p, 1, 1, 1;\\n}}"')
+    return f"""
+template <> struct Wg<{t}, {n}> {{
+    static __device__ __forceinline__ void ss(float (&d)[{n // 8}][4], unsigned long long da,
+                                              unsigned long long db, int acc) {{
+        asm volatile({ss}
+            : {outs}
+            : "l"(da), "l"(db), "r"(acc));
+    }}
+    static __device__ __forceinline__ void rs(float (&d)[{n // 8}][4], const unsigned (&a)[4],
+                                              unsigned long long db, int acc) {{
+        asm volatile({rs}
+            : {outs}
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(acc));
+    }}
+}};
+"""
+
+
+KERNEL = r"""
+#define WG_BM 128
+#define WG_BN 128
+#define WG_NT 384
+// Registers a thread after setmaxnreg: an SM sub-partition holds one warp of each
+// warpgroup, 3 x 168 (the launch bound's share) = 40 + 2 x 232.
+#define PRODUCER_REGS 40
+#define CONSUMER_REGS 232
+
+template <typename T, int N> struct Wg;
+""" + "".join(_wgmma(t, n) for t in ("h16", "b16") for n in (64, 128)) + r"""
+// Shared-memory matrix descriptor, 128-byte swizzle: start address, leading byte offset
+// (used by MN-major operands: the distance between 64-column panels), stride byte offset
+// 1024 (8 rows of 128 bytes), all in 16-byte units.
+__device__ __forceinline__ unsigned long long wg_desc(unsigned addr, unsigned lbo) {
+    return (unsigned long long)((addr & 0x3FFFFu) >> 4)
+         | ((unsigned long long)((lbo & 0x3FFFFu) >> 4) << 16)
+         | ((unsigned long long)(1024u >> 4) << 32) | (1ull << 62);
+}
+__device__ __forceinline__ void wg_fence() {
+    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void wg_commit() {
+    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void wg_wait0() {
+    asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+}
+// Generic-proxy writes (cp.async) made visible to the async proxy (wgmma's operand reads).
+__device__ __forceinline__ void fence_async_smem() {
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+}
+// Keeps the compiler from moving reads of wgmma accumulators above the wait that lands them.
+template <int N>
+__device__ __forceinline__ void reg_fence(float (&a)[N][4]) {
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+        asm volatile("" : "+f"(a[i][0]), "+f"(a[i][1]), "+f"(a[i][2]), "+f"(a[i][3]) :: "memory");
+}
+
+// mbarriers (CTA scope). The producer's copies complete a "full" barrier through
+// cp.async.mbarrier.arrive.noinc (each of its 32 lanes counts once, when its earlier copies
+// have landed); consumers wait on its phase parity and then arrive on the stage's "empty"
+// barrier (lane 0 of each of the 8 consumer warps) once their products have read it.
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive_cp_async(unsigned bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" :: "r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+    unsigned done;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n}" : "=r"(done) : "r"(bar), "r"(parity) : "memory");
+    } while (!done);
+}
+// Named barriers 1 and 2 order the two consumer warpgroups' products (ping-pong).
+__device__ __forceinline__ void named_sync(int id) {
+    asm volatile("bar.sync %0, 256;" :: "r"(id) : "memory");
+}
+__device__ __forceinline__ void named_arrive(int id) {
+    asm volatile("bar.arrive %0, 256;" :: "r"(id) : "memory");
+}
+
+// Rows [r0, r0 + R) of a (rows, D) matrix with row stride `stride` into R-row, 64-column
+// panels at dst (1024-aligned), swizzled: chunk c of row r at panel c / 8, byte
+// r * 128 + ((c % 8) ^ (r % 8)) * 16, copied by the producer warpgroup's 128 threads.
+// Rows >= `rows` are zero-filled. A pass covers 128 / (D / 8) rows (8 or 16), so thread p
+// keeps its chunk column and its row mod 8, i.e. its swizzle.
+template <int D, int R>
+__device__ __forceinline__ void load_sw(unsigned dst, const u16* src, long long stride,
+                                        int r0, int rows, int p128) {
+    constexpr int CH = D / 8, RS = 128 / CH;
+    static_assert(RS % 8 == 0 && R % RS == 0, "whole passes of 8-row groups");
+    const int r = p128 / CH, c = p128 % CH;
+    const u16* p = src + (long long)(r0 + r) * stride + c * 8;
+    const long long step = (long long)RS * stride;
+    const int left = rows - r0 - r;
+    dst += (unsigned)((c >> 3) * R * 128 + r * 128 + (((c & 7) ^ (r & 7)) << 4));
+#pragma unroll
+    for (int i = 0; i < R / RS; ++i) {
+        const bool ok = i * RS < left;
+        cp_async16(dst + (unsigned)(i * RS * 128), ok ? p : src, ok ? 16 : 0);
+        p += step;
+    }
+}
+
+// q (B, Hq, S, D), k/v (B, Hkv, Skv, D) with element strides of dims b, h, s (multiples of
+// 8, d contiguous, 16-byte aligned); y (B, S, Hq, D) contiguous. Grid (Hq, B,
+// ceil(S / 128)), 288 threads (consumer warpgroups 0 and 1, producer warp 8),
+// smem_bytes(D) of dynamic shared memory.
+template <typename T, int D, int ST, bool LAZY, bool PINGPONG>
+__device__ __forceinline__ void flash_wg_body(
+        const u16* __restrict__ q, const u16* __restrict__ k, const u16* __restrict__ v,
+        u16* __restrict__ y, int S, int Skv, int G, int Hq,
+        long long qsb, long long qsh, long long qss, long long ksb, long long ksh,
+        long long kss, long long vsb, long long vsh, long long vss, float sl2, int causal) {
+    static_assert(D == 64 || D == 128, "64-column panels");
+    constexpr int KT = D / 16;                     // k16 steps of Q K^T
+    constexpr int NB = WG_BN / 8;                  // n8 tiles of S
+    constexpr int NO = D / 8;                      // n8 tiles of O
+    constexpr unsigned QB = WG_BM * D * 2, TB = WG_BN * D * 2;
+    extern __shared__ unsigned char smem[];
+    // full_q, full_k[ST], full_v[ST], empty_k[ST], empty_v[ST]
+    __shared__ __align__(8) unsigned long long bars[1 + 4 * ST];
+    // Q, K[ST], V[ST] (1024-aligned: the swizzle pattern repeats every 1024 bytes).
+    const unsigned sq = (smem_u32(smem) + 1023u) & ~1023u;
+    const unsigned sk0 = sq + QB, sv0 = sq + QB + ST * TB;
+    const unsigned full_q = smem_u32(bars), full_k = full_q + 8, full_v = full_k + 8 * ST,
+                   empty_k = full_v + 8 * ST, empty_v = empty_k + 8 * ST;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+    // CTA order (a 1-D grid): the G query heads x n_q query tiles that read one (batch, kv
+    // head)'s K and V run together, so the CTAs resident at a time share those tiles in L2;
+    // within such a group the longest causal tiles run first.
+    const int n_q = (S + WG_BM - 1) / WG_BM, n = blockIdx.x;
+    const int per = G * n_q, grp = n / per, idx = n - grp * per, hkv = Hq / G;
+    const int b = grp / hkv, h = (grp - b * hkv) * G + idx % G;
+    const int q0 = (n_q - 1 - idx / G) * WG_BM;
+    const int off = Skv - S;                       // end-aligned causal: key j <= i + off
+    const int q_last = min(q0 + WG_BM, S) - 1;
+    const int kv_end = causal ? min(Skv, q_last + off + 1) : Skv;
+    const int n_tiles = kv_end > 0 ? (kv_end + WG_BN - 1) / WG_BN : 0;
+    if (tid == 0) {
+        mbar_init(full_q, 128);
+#pragma unroll
+        for (int i = 0; i < ST; ++i) {
+            mbar_init(full_k + 8 * i, 128);
+            mbar_init(full_v + 8 * i, 128);
+            mbar_init(empty_k + 8 * i, 8);
+            mbar_init(empty_v + 8 * i, 8);
+        }
+    }
+    __syncthreads();
+
+    if (wg == 2) {  // the producer warpgroup: Q once, then K[t], V[t] into stage t % ST
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" :: "n"(PRODUCER_REGS));
+        if (n_tiles > 0) {
+            const int p128 = tid - 256;
+            const int hk = h / G;
+            const u16* kp = k + b * ksb + hk * ksh;
+            const u16* vp = v + b * vsb + hk * vsh;
+            load_sw<D, WG_BM>(sq, q + b * qsb + h * qsh, qss, q0, S, p128);
+            mbar_arrive_cp_async(full_q);
+            for (int t = 0; t < n_tiles; ++t) {
+                const int st = t % ST;
+                const unsigned parity = (t / ST + 1) & 1;  // use t / ST - 1 of the stage
+                if (t >= ST) mbar_wait(empty_k + 8 * st, parity);
+                load_sw<D, WG_BN>(sk0 + st * TB, kp, kss, t * WG_BN, Skv, p128);
+                mbar_arrive_cp_async(full_k + 8 * st);
+                if (t >= ST) mbar_wait(empty_v + 8 * st, parity);
+                load_sw<D, WG_BN>(sv0 + st * TB, vp, vss, t * WG_BN, Skv, p128);
+                mbar_arrive_cp_async(full_v + 8 * st);
+            }
+            cp_async_wait<0>();
+        }
+        return;
+    }
+
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" :: "n"(CONSUMER_REGS));
+    const int g = lane >> 2, tq = lane & 3;
+    const int gq0 = q0 + wg * 64;                  // this warpgroup's first query row
+    const int wq0 = gq0 + (warp & 3) * 16;         // this warp's first query row
+    float o[NO][4], m[2], l[2];
+#pragma unroll
+    for (int i = 0; i < NO; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    m[0] = m[1] = NEG_INF;
+    l[0] = l[1] = 0.f;
+
+    if (n_tiles > 0) {  // uniform over the CTA
+        const unsigned qa = sq + (unsigned)(wg * 64 * 128);  // this warpgroup's Q rows
+        mbar_wait(full_q, 0);
+        // Ping-pong: warpgroup 0 takes the first turn; each then passes it on after issuing
+        // its S product, so one's softmax runs under the other's products.
+        if (PINGPONG && wg == 1) named_arrive(1);
+        bool pv_pending = false;  // a P V product whose V stage is still to be released
+        for (int t = 0; t < n_tiles; ++t) {
+            const int j0 = t * WG_BN, st = t % ST;
+            const unsigned parity = (t / ST) & 1;
+            // Whether some row of this warpgroup is < S and sees a key of the tile (uniform
+            // over the warpgroup, as wgmma needs).
+            const bool live = gq0 < S && (!causal || j0 <= gq0 + 63 + off);
+            const unsigned sk = sk0 + st * TB, sv = sv0 + st * TB;
+            unsigned pf[NB / 2][4];
+            mbar_wait(full_k + 8 * st, parity);
+            fence_async_smem();
+            if (PINGPONG) named_sync(1 + wg);
+            float s[NB][4];
+            if (live) {
+                wg_fence();
+#pragma unroll
+                for (int kk = 0; kk < KT; ++kk) {
+                    const unsigned col = (unsigned)((kk & 3) * 32);
+                    Wg<T, WG_BN>::ss(s, wg_desc(qa + (kk >> 2) * (WG_BM * 128) + col, 16),
+                                     wg_desc(sk + (kk >> 2) * (WG_BN * 128) + col, 16), kk);
+                }
+                wg_commit();
+            }
+            if (PINGPONG && (wg == 0 || t + 1 < n_tiles)) named_arrive(2 - wg);
+            wg_wait0();                                // S, and the previous tile's O
+            if (lane == 0) {                           // K[t] and V[t-1] read: release them
+                mbar_arrive(empty_k + 8 * st);
+                if (pv_pending) mbar_arrive(empty_v + 8 * ((t + ST - 1) % ST));
+            }
+            if (live) {
+                reg_fence(s);
+                reg_fence(o);
+                if (j0 + WG_BN > Skv || (causal && j0 + WG_BN - 1 > wq0 + off)) {
+                    const int r0 = wq0 + g;            // this lane's rows r0, r0 + 8
+                    mask_tile<NB>(s, j0 + 2 * tq, causal ? min(Skv, r0 + off + 1) : Skv,
+                                  causal ? min(Skv, r0 + 9 + off) : Skv);
+                }
+                softmax_tile<T, NB, NO, LAZY>(s, m, l, o, pf, sl2);
+            }
+            mbar_wait(full_v + 8 * st, parity);
+            fence_async_smem();
+            if (live) {
+                wg_fence();
+#pragma unroll
+                for (int kk = 0; kk < NB / 2; ++kk)
+                    Wg<T, D>::rs(o, pf[kk], wg_desc(sv + (unsigned)(kk * 16 * 128),
+                                                     WG_BN * 128), 1);
+                wg_commit();
+            }
+            pv_pending = true;
+        }
+        wg_wait0();
+        reg_fence(o);
+    }
+    const long long rs = (long long)Hq * D;
+    float l0 = l[0], l1 = l[1];
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
+    const int row0 = wq0 + g, row1 = row0 + 8;
+    u16* y0 = y + ((long long)b * S + row0) * rs + (long long)h * D;
+    u16* y1 = y0 + 8 * rs;
+#pragma unroll
+    for (int i = 0; i < NO; ++i) {
+        const int d = i * 8 + 2 * tq;
+        if (row0 < S)
+            *reinterpret_cast<unsigned*>(y0 + d) = Mma<T>::pack(o[i][0] * i0, o[i][1] * i0);
+        if (row1 < S)
+            *reinterpret_cast<unsigned*>(y1 + d) = Mma<T>::pack(o[i][2] * i1, o[i][3] * i1);
+    }
+}
+"""
+
+_ENTRY = r"""
+extern "C" __global__ void __launch_bounds__(WG_NT, 1) {name}(
+        const u16* q, const u16* k, const u16* v, u16* y, int S, int Skv, int G, int Hq,
+        long long qsb, long long qsh, long long qss, long long ksb, long long ksh,
+        long long kss, long long vsb, long long vsh, long long vss, float sl2, int causal) {{
+    flash_wg_body<{t}, {d}, {v.stages}, {lazy}, {pingpong}>(
+        q, k, v, y, S, Skv, G, Hq, qsb, qsh, qss, ksb, ksh, kss, vsb, vsh, vss, sl2, causal);
+}}
+"""
+
+
+class Variant(NamedTuple):
+    """Compile-time choices of the kernel.
+
+    Attributes:
+        stages: K and V tiles in flight (each stage holds one of each; 2 or 3).
+        lazy: Rescale O only when a row's running max grows by more than 2^8
+            (``softmax_tile`` in :mod:`.flash`).
+        pingpong: The two consumer warpgroups issue their S products in turns.
+    """
+
+    stages: int = 2
+    lazy: bool = False
+    pingpong: bool = True
+
+
+DEFAULT = Variant()
+STAGES = (2, 3)
+
+#: (device id, storage type, D, variant) -> compiled kernel, shared-memory limit raised.
+_KERNELS: dict[tuple[int, str, int, Variant], Any] = {}
+
+
+def supports(dtype: Any, head_dim: int) -> bool:
+    """Whether the kernel exists for this dtype and head dim (fp16/bf16, D 64 or 128)."""
+    return _storage(dtype) is not None and head_dim in HEAD_DIMS
+
+
+def available() -> bool:
+    """Whether the current GPU runs sm_90a code (compute capability 9.0: H100, H200)."""
+    return capability() == 90
+
+
+def smem_bytes(head_dim: int, stages: int = DEFAULT.stages) -> int:
+    """Dynamic shared memory of one CTA: Q (128 rows), ``stages`` K and V tiles (128 rows
+    each), and 1 KiB to align the base to the 1024-byte swizzle period (at D = 128: 161 KiB
+    with 2 stages, 225 KiB with 3, of the 227 KiB a CTA may have)."""
+    return (BLOCK_M + 2 * stages * BLOCK_N) * head_dim * 2 + 1024
+
+
+def kernel_name(storage: str, head_dim: int, variant: Variant = DEFAULT) -> str:
+    """``flash_wg_h16_d128_s2``, plus ``_lazy`` (lazy rescaling), ``_free`` (no ping-pong)."""
+    return (f"flash_wg_{storage}_d{head_dim}_s{variant.stages}"
+            + ("_lazy" if variant.lazy else "") + ("" if variant.pingpong else "_free"))
+
+
+def kernel_source(storage: str, head_dim: int, variant: Variant = DEFAULT) -> str:
+    """The NVRTC program of one variant: the shared helpers, the kernel and its entry."""
+    return HELPERS + KERNEL + _ENTRY.format(
+        name=kernel_name(storage, head_dim, variant), t=storage, d=head_dim, v=variant,
+        lazy="true" if variant.lazy else "false",
+        pingpong="true" if variant.pingpong else "false")
+
+
+def _kernel(storage: str, head_dim: int, variant: Variant) -> Any:
+    key = (cupy.cuda.Device().id, storage, head_dim, variant)
+    kernel = _KERNELS.get(key)
+    if kernel is None:
+        name = kernel_name(storage, head_dim, variant)
+        module = cubin.load(kernel_source(storage, head_dim, variant), f"{name}.cu", ARCH,
+                            ("--std=c++14",))
+        kernel = module.get_function(name)
+        kernel.max_dynamic_shared_size_bytes = smem_bytes(head_dim, variant.stages)
+        _KERNELS[key] = kernel
+    return kernel
+
+
+def flash_attention(q, k, v, scale: float, causal: bool, out=None,
+                    variant: Variant = DEFAULT):
+    """Attention with wgmma; None when this kernel does not cover the call.
+
+    Args:
+        q: (B, Hq, S, D) fp16 or bf16, D 64 or 128, any strides with a contiguous last dim.
+        k: (B, Hkv, Skv, D), same dtype; Hq a multiple of Hkv.
+        v: Same shape and dtype as ``k``.
+        scale: Score scale (> 0).
+        causal: End-aligned causal mask: query i sees keys j <= i + Skv - S.
+        out: Optional contiguous (B, S, Hq, D) output buffer of q's dtype.
+        variant: Compile-time choices (:class:`Variant`).
+
+    Returns:
+        Y as a contiguous (B, S, Hq, D) array, or None (unsupported dtype or head dim, not
+        an sm_90 GPU, a grid too large), in which case nothing was launched.
+
+    Raises:
+        ValueError: ``out`` has the wrong shape, dtype or layout, or ``variant`` has a stage
+            count other than 2 or 3.
+    """
+    if variant.stages not in STAGES:
+        raise ValueError(f"flash_attention: variant.stages is {variant.stages!r}, expected "
+                         f"one of {STAGES}")
+    storage = _storage(q.dtype)
+    if (storage is None or not (q.dtype == k.dtype == v.dtype) or q.ndim != 4
+            or k.ndim != 4 or v.shape != k.shape):
+        return None
+    b, hq, s, d = q.shape
+    hkv, skv = k.shape[1], k.shape[2]
+    n_q = -(-s // BLOCK_M)
+    if (not supports(q.dtype, d) or k.shape[0] != b or k.shape[3] != d or hkv == 0
+            or hq % hkv or not scale > 0 or not math.isfinite(scale)
+            or b * hq * n_q >= 2**31 or not available()):
+        return None
+    if out is None:
+        out = cupy.empty((b, s, hq, d), dtype=q.dtype)
+    elif out.shape != (b, s, hq, d) or out.dtype != q.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"flash_attention: out is {out.shape} {out.dtype}, expected a "
+                         f"contiguous {(b, s, hq, d)} {q.dtype} array")
+    if out.size == 0:
+        return out
+    q, k, v = (_aligned(x) for x in (q, k, v))
+    strides = [np.int64(x) for t in (q, k, v) for x in _elem_strides(t)[:3]]
+    _kernel(storage, d, variant)(
+        (b * hq * n_q,), (THREADS,),
+        (q, k, v, out, np.int32(s), np.int32(skv), np.int32(hq // hkv), np.int32(hq),
+         *strides, np.float32(scale * LOG2E), np.int32(bool(causal))),
+        shared_mem=smem_bytes(d, variant.stages))
+    return out
