@@ -75,6 +75,9 @@ class TestCudaTactics:
         assert {"default", "cublas_softmax"} <= set(names)
         assert ("flash" in names) == (s <= 64)  # FLASH_TACTIC_MAX_QUERIES
         assert ("causal_chunks" in names) == bool(causal and s == skv and s > 256)
+        from dist_rt.runtime.cuda import flash_wgmma  # noqa: PLC0415 - needs CuPy
+
+        assert ("wg" in names) == (dtype == "float16" and flash_wgmma.available())
         tol = 2e-2 if dtype == "float16" else 1e-4
         for name in names[1:]:
             out = tactics.run_tactic("cuda", layer, name, dev, rt)

@@ -1,5 +1,6 @@
 """Helpers of the flash attention kernel tests: fresh inputs laid out as a model makes them
-and a float64 reference (tests/runtime/test_cuda_flash.py, test_cuda_flash_wgmma.py).
+and a float64 reference (tests/runtime/test_cuda_flash.py, test_cuda_flash_wgmma.py), and a
+stand-in Attention layer for calling the dispatch directly.
 
 Inputs are fresh random N(0, 1) values rounded to the storage dtype; the reference computes
 in float64 from those rounded values, so the tolerance covers the kernels' own roundings:
@@ -65,3 +66,14 @@ def assert_close(cp, y_bshd, want_bhsd, dtype_name, err_msg=""):
     assert got.shape == want_bhsd.shape
     tol = TOL[dtype_name]
     np.testing.assert_allclose(got, want_bhsd, atol=tol, rtol=tol, err_msg=err_msg)
+
+
+class AttentionLayer:
+    """A stand-in layer for calling kernels.attention directly."""
+
+    def __init__(self, **attributes):
+        self.op_type, self.domain, self.opset, self.name = "Attention", "dist_rt", 1, "attn"
+        self.attributes = attributes
+
+    def attr(self, name, default=None):
+        return self.attributes.get(name, default)

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from flash_ref import assert_close, dtype_of, make_inputs, reference
+from flash_ref import AttentionLayer, assert_close, dtype_of, make_inputs, reference
 
 pytestmark = pytest.mark.gpu
 
@@ -25,17 +25,6 @@ def cp():
     if int(cupy.cuda.Device().compute_capability) < 80:
         pytest.skip("the tensor-core flash kernel needs sm_80+")
     return cupy
-
-
-class _Layer:
-    """A stand-in layer for calling kernels.attention directly."""
-
-    def __init__(self, **attributes):
-        self.op_type, self.domain, self.opset, self.name = "Attention", "dist_rt", 1, "attn"
-        self.attributes = attributes
-
-    def attr(self, name, default=None):
-        return self.attributes.get(name, default)
 
 
 class TestFlashKernel:
@@ -197,7 +186,7 @@ class TestAttentionDispatch:
                             or real(*a, **kw))
         rng = np.random.default_rng(5)
         (q, k, v), host = make_inputs(cp, rng, 2, 16, 4, 100, 100, 128, dtype_of(dtype_name))
-        layer = _Layer(causal=1, num_heads=16, kv_num_heads=4, output_layout=layout)
+        layer = AttentionLayer(causal=1, num_heads=16, kv_num_heads=4, output_layout=layout)
         (y,) = kernels.attention(layer, [q, k, v], None)
         assert calls == [rows_per_warp]
         want = reference(*host, 1 / math.sqrt(128), True)
@@ -214,7 +203,7 @@ class TestAttentionDispatch:
                             or real(*a, **kw))
         rng = np.random.default_rng(8)
         (q, k, v), host = make_inputs(cp, rng, 1, 8, 2, 150, 150, 128, np.float16)
-        layer = _Layer(causal=1, num_heads=8, kv_num_heads=2, output_layout="bshd")
+        layer = AttentionLayer(causal=1, num_heads=8, kv_num_heads=2, output_layout="bshd")
         (y,) = kernels.attention(layer, [q, k, v], None, path=path)
         assert calls == [rows_per_warp]
         assert_close(cp, y, reference(*host, 1 / math.sqrt(128), True), "float16")
@@ -224,7 +213,7 @@ class TestAttentionDispatch:
 
         rng = np.random.default_rng(6)
         q, k, v = (rng.standard_normal((1, 2, 40, 72)).astype(np.float16) for _ in range(3))
-        (y,) = kernels.attention(_Layer(causal=1), [cp.asarray(x) for x in (q, k, v)], None,
+        (y,) = kernels.attention(AttentionLayer(causal=1), [cp.asarray(x) for x in (q, k, v)], None,
                                  path="tc")
         np.testing.assert_allclose(cp.asnumpy(y).astype(np.float64),
                                    reference(q, k, v, 1 / math.sqrt(72), True), atol=1e-2)
@@ -242,7 +231,7 @@ class TestAttentionDispatch:
         monkeypatch.setattr(flash, "flash_attention", None)  # never reached
         rng = np.random.default_rng(12)
         (q, k, v), host = make_inputs(cp, rng, 1, 8, 2, 150, 150, 128, np.float16)
-        layer = _Layer(causal=1, num_heads=8, kv_num_heads=2, output_layout="bshd")
+        layer = AttentionLayer(causal=1, num_heads=8, kv_num_heads=2, output_layout="bshd")
         (y,) = kernels.attention(layer, [q, k, v], None, path=path)
         assert calls == [1]
         assert_close(cp, y, reference(*host, 1 / math.sqrt(128), True), "float16")
@@ -253,7 +242,7 @@ class TestAttentionDispatch:
         _without_wgmma(monkeypatch)
         rng = np.random.default_rng(13)
         (q, k, v), host = make_inputs(cp, rng, 1, 8, 2, 150, 150, 128, np.float16)
-        (y,) = kernels.attention(_Layer(causal=1, output_layout="bshd"), [q, k, v], None,
+        (y,) = kernels.attention(AttentionLayer(causal=1, output_layout="bshd"), [q, k, v], None,
                                  path="wg")
         assert_close(cp, y, reference(*host, 1 / math.sqrt(128), True), "float16")
 

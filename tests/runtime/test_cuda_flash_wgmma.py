@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from flash_ref import assert_close, dtype_of, make_inputs, reference
+from flash_ref import AttentionLayer, assert_close, dtype_of, make_inputs, reference
 
 pytestmark = pytest.mark.gpu
 
@@ -38,16 +38,18 @@ class TestWgmmaKernel:
     @pytest.mark.parametrize("causal", [True, False])
     @pytest.mark.parametrize("d", [64, 128])
     @pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
-    def test_matches_reference(self, cp, fw, dtype_name, d, causal, s, skv):
+    @pytest.mark.parametrize("copies", ["cp.async", "tma"])
+    def test_matches_reference(self, cp, fw, copies, dtype_name, d, causal, s, skv):
         rng = np.random.default_rng(s * 1000 + skv + d)
         (q, k, v), host = make_inputs(cp, rng, 2, 4, 2, s, skv, d, dtype_of(dtype_name))
         scale = 1 / math.sqrt(d)
-        y = fw.flash_attention(q, k, v, scale, causal)
+        y = fw.flash_attention(q, k, v, scale, causal, variant=fw.Variant(tma=copies == "tma"))
         assert y is not None and y.shape == (2, s, 4, d) and y.flags.c_contiguous
         assert_close(cp, y, reference(*host, scale, causal), dtype_name)
 
     @pytest.mark.parametrize("variant", [(2, True, True), (2, True, False), (2, False, False),
-                                         (3, False, True), (3, True, False)])
+                                         (3, False, True), (3, True, False), (3, False, True, True),
+                                         (2, True, False, True)])
     @pytest.mark.parametrize("causal", [True, False])
     def test_variants(self, cp, fw, variant, causal):
         rng = np.random.default_rng(3)
@@ -126,6 +128,46 @@ class TestWgmmaKernel:
         with pytest.raises(ValueError, match="variant.stages is"):
             fw.flash_attention(q, q, q, 0.1, False, variant=fw.Variant(stages=stages))
 
+    def test_an_nvrtc_without_sm90a_falls_back(self, cp, fw, monkeypatch):
+        from dist_rt.runtime.cuda import cubin
+
+        def refuse(*args, **kwargs):
+            raise cubin.CompileError("NVRTC could not compile x.cu for sm_90a: invalid option")
+
+        monkeypatch.setattr(fw, "_KERNELS", {})
+        monkeypatch.setattr(fw, "_UNBUILDABLE", None)
+        monkeypatch.setattr(cubin, "load", refuse)
+        q = cp.ones((1, 2, 40, 64), dtype=cp.float16)
+        with pytest.warns(RuntimeWarning, match="falls back to the mma.sync kernel"):
+            assert fw.flash_attention(q, q, q, 0.125, True) is None
+        assert not fw.available()
+        # The dispatch then runs the mma.sync kernel.
+        from dist_rt.runtime.cuda import kernels
+
+        layer = AttentionLayer(causal=1, output_layout="bshd")
+        (y,) = kernels.attention(layer, [q, q, q], None)
+        np.testing.assert_allclose(cp.asnumpy(y).astype(np.float32), 1.0, atol=1e-3)
+
+    @pytest.mark.parametrize("warm", [True, False])
+    def test_graph_capture_with_tma(self, cp, fw, warm):
+        """Captured after a warm-up call, the kernel reads the tensor maps that call
+        uploaded; captured cold, it copies with cp.async (no upload inside a capture)."""
+        rng = np.random.default_rng(14)
+        (q, k, v), host = make_inputs(cp, rng, 1, 4, 2, 300, 300, 128, np.float16)
+        variant = fw.Variant(tma=True)
+        stream = cp.cuda.Stream(non_blocking=True)
+        with stream:
+            fw.flash_attention(q[:, :, :200], k, v, 0.1, True, variant=variant)  # compiles
+            if warm:
+                fw.flash_attention(q, k, v, 0.1, True, variant=variant)
+            stream.begin_capture()
+            y = fw.flash_attention(q, k, v, 0.1, True, variant=variant)
+            graph = stream.end_capture()
+            y.fill(0)
+            graph.launch(stream)
+            stream.synchronize()
+        assert_close(cp, y, reference(*host, 0.1, True), "float16")
+
     def test_graph_capture(self, cp, fw):
         rng = np.random.default_rng(4)
         (q, k, v), _ = make_inputs(cp, rng, 2, 8, 2, 300, 300, 128, np.float16)
@@ -139,6 +181,27 @@ class TestWgmmaKernel:
             graph.launch(stream)
             stream.synchronize()
         np.testing.assert_array_equal(cp.asnumpy(y), cp.asnumpy(want))
+
+
+class TestTensorMaps:
+    def test_rejects_layouts_tma_cannot_read(self, cp):
+        from dist_rt.runtime.cuda import tma
+
+        with pytest.raises(tma.TmaError, match="16-bit"):
+            tma.encode_16bit(cp.zeros((4, 64), cp.float32), (64, 4))
+        odd = cp.zeros((4, 72), cp.float16)[:, :68]  # rows 144 bytes apart: fine
+        tma.encode_16bit(odd, (64, 4))
+        with pytest.raises(tma.TmaError, match="multiples of 16"):
+            tma.encode_16bit(cp.zeros((4, 68), cp.float16)[:, :64], (64, 4))
+
+    def test_maps_are_cached_by_buffer_and_layout(self, cp):
+        from dist_rt.runtime.cuda import tma
+
+        x = cp.zeros((1, 2, 256, 64), cp.float16)
+        box = (64, 128, 1, 1)
+        a = tma.device_maps([x], [box])
+        assert a is tma.device_maps([x], [box]) and a.nbytes == tma.MAP_BYTES
+        assert tma.device_maps([x[:, :1]], [box]) is not a
 
 
 class TestCubinCache:

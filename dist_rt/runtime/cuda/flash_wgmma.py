@@ -74,12 +74,13 @@ would halve the L2 reads of K and V; FP8.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, NamedTuple
 
 import cupy
 import numpy as np
 
-from dist_rt.runtime.cuda import cubin
+from dist_rt.runtime.cuda import cubin, tma
 from dist_rt.runtime.cuda.device import capability
 from dist_rt.runtime.cuda.flash import HELPERS, LOG2E, _aligned, _elem_strides, _storage
 
@@ -187,6 +188,30 @@ __device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
                      "selp.u32 %0, 1, 0, p;\n}" : "=r"(done) : "r"(bar), "r"(parity) : "memory");
     } while (!done);
 }
+// TMA: this thread asks the async proxy for `bytes` more on `bar` (and arrives once), then
+// copies one box of a 4-D tensor map (in global memory) into shared memory; the box lands
+// 128-byte swizzled, as the map says, and its bytes complete the barrier's transaction.
+__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;"
+                 :: "r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void tma_load_4d(unsigned dst, unsigned long long map, int c0,
+                                            int c1, int c2, int c3, unsigned bar) {
+    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3, %4, %5}], [%6];"
+                 :: "r"(dst), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+                 : "memory");
+}
+// Rows [r0, r0 + R) of head `hh`, batch `bb` through the tensor map: one box of R rows x 64
+// columns per 64-column panel (rows past the tensor's end arrive as zeros).
+template <int D, int R>
+__device__ __forceinline__ void tma_tile(unsigned dst, unsigned long long map, int r0, int hh,
+                                         int bb, unsigned bar) {
+    mbar_expect_tx(bar, R * D * 2);
+#pragma unroll
+    for (int p = 0; p < D / 64; ++p) tma_load_4d(dst + p * R * 128, map, p * 64, r0, hh, bb, bar);
+}
+
 // Named barriers 1 and 2 order the two consumer warpgroups' products (ping-pong).
 __device__ __forceinline__ void named_sync(int id) {
     asm volatile("bar.sync %0, 256;" :: "r"(id) : "memory");
@@ -222,12 +247,13 @@ __device__ __forceinline__ void load_sw(unsigned dst, const u16* src, long long 
 // 8, d contiguous, 16-byte aligned); y (B, S, Hq, D) contiguous. Grid (Hq, B,
 // ceil(S / 128)), 288 threads (consumer warpgroups 0 and 1, producer warp 8),
 // smem_bytes(D) of dynamic shared memory.
-template <typename T, int D, int ST, bool LAZY, bool PINGPONG>
+template <typename T, int D, int ST, bool LAZY, bool PINGPONG, bool TMA>
 __device__ __forceinline__ void flash_wg_body(
         const u16* __restrict__ q, const u16* __restrict__ k, const u16* __restrict__ v,
         u16* __restrict__ y, int S, int Skv, int G, int Hq,
         long long qsb, long long qsh, long long qss, long long ksb, long long ksh,
-        long long kss, long long vsb, long long vsh, long long vss, float sl2, int causal) {
+        long long kss, long long vsb, long long vsh, long long vss, float sl2, int causal,
+        unsigned long long maps) {
     static_assert(D == 64 || D == 128, "64-column panels");
     constexpr int KT = D / 16;                     // k16 steps of Q K^T
     constexpr int NB = WG_BN / 8;                  // n8 tiles of S
@@ -254,11 +280,12 @@ __device__ __forceinline__ void flash_wg_body(
     const int kv_end = causal ? min(Skv, q_last + off + 1) : Skv;
     const int n_tiles = kv_end > 0 ? (kv_end + WG_BN - 1) / WG_BN : 0;
     if (tid == 0) {
-        mbar_init(full_q, 128);
+        const unsigned producers = TMA ? 1 : 128;  // arrivals that complete a full barrier
+        mbar_init(full_q, producers);
 #pragma unroll
         for (int i = 0; i < ST; ++i) {
-            mbar_init(full_k + 8 * i, 128);
-            mbar_init(full_v + 8 * i, 128);
+            mbar_init(full_k + 8 * i, producers);
+            mbar_init(full_v + 8 * i, producers);
             mbar_init(empty_k + 8 * i, 8);
             mbar_init(empty_v + 8 * i, 8);
         }
@@ -267,7 +294,19 @@ __device__ __forceinline__ void flash_wg_body(
 
     if (wg == 2) {  // the producer warpgroup: Q once, then K[t], V[t] into stage t % ST
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" :: "n"(PRODUCER_REGS));
-        if (n_tiles > 0) {
+        if (TMA && n_tiles > 0 && tid == 256) {  // maps: Q, K, V, 128 bytes each
+            const int hk = h / G;
+            tma_tile<D, WG_BM>(sq, maps, q0, h, b, full_q);
+            for (int t = 0; t < n_tiles; ++t) {
+                const int st = t % ST;
+                const unsigned parity = (t / ST + 1) & 1;  // use t / ST - 1 of the stage
+                if (t >= ST) mbar_wait(empty_k + 8 * st, parity);
+                tma_tile<D, WG_BN>(sk0 + st * TB, maps + 128, t * WG_BN, hk, b, full_k + 8 * st);
+                if (t >= ST) mbar_wait(empty_v + 8 * st, parity);
+                tma_tile<D, WG_BN>(sv0 + st * TB, maps + 256, t * WG_BN, hk, b, full_v + 8 * st);
+            }
+        }
+        if (!TMA && n_tiles > 0) {
             const int p128 = tid - 256;
             const int hk = h / G;
             const u16* kp = k + b * ksb + hk * ksh;
@@ -315,7 +354,7 @@ __device__ __forceinline__ void flash_wg_body(
             const unsigned sk = sk0 + st * TB, sv = sv0 + st * TB;
             unsigned pf[NB / 2][4];
             mbar_wait(full_k + 8 * st, parity);
-            fence_async_smem();
+            if (!TMA) fence_async_smem();  // cp.async wrote through the generic proxy
             if (PINGPONG) named_sync(1 + wg);
             float s[NB][4];
             if (live) {
@@ -345,7 +384,7 @@ __device__ __forceinline__ void flash_wg_body(
                 softmax_tile<T, NB, NO, LAZY>(s, m, l, o, pf, sl2);
             }
             mbar_wait(full_v + 8 * st, parity);
-            fence_async_smem();
+            if (!TMA) fence_async_smem();  // cp.async wrote through the generic proxy
             if (live) {
                 wg_fence();
 #pragma unroll
@@ -384,9 +423,11 @@ _ENTRY = r"""
 extern "C" __global__ void __launch_bounds__(WG_NT, 1) {name}(
         const u16* q, const u16* k, const u16* v, u16* y, int S, int Skv, int G, int Hq,
         long long qsb, long long qsh, long long qss, long long ksb, long long ksh,
-        long long kss, long long vsb, long long vsh, long long vss, float sl2, int causal) {{
-    flash_wg_body<{t}, {d}, {v.stages}, {lazy}, {pingpong}>(
-        q, k, v, y, S, Skv, G, Hq, qsb, qsh, qss, ksb, ksh, kss, vsb, vsh, vss, sl2, causal);
+        long long kss, long long vsb, long long vsh, long long vss, float sl2, int causal,
+        unsigned long long maps) {{
+    flash_wg_body<{t}, {d}, {v.stages}, {lazy}, {pingpong}, {tma}>(
+        q, k, v, y, S, Skv, G, Hq, qsb, qsh, qss, ksb, ksh, kss, vsb, vsh, vss, sl2, causal,
+        maps);
 }}
 """
 
@@ -399,11 +440,14 @@ class Variant(NamedTuple):
         lazy: Rescale O only when a row's running max grows by more than 2^8
             (``softmax_tile`` in :mod:`.flash`).
         pingpong: The two consumer warpgroups issue their S products in turns.
+        tma: One producer thread copies tiles with the Tensor Memory Accelerator (tensor
+            maps, :mod:`.tma`) instead of the warpgroup's ``cp.async``.
     """
 
     stages: int = 2
     lazy: bool = False
     pingpong: bool = True
+    tma: bool = False
 
 
 DEFAULT = Variant()
@@ -411,6 +455,8 @@ STAGES = (2, 3)
 
 #: (device id, storage type, D, variant) -> compiled kernel, shared-memory limit raised.
 _KERNELS: dict[tuple[int, str, int, Variant], Any] = {}
+#: Why NVRTC could not build the kernel in this process (None: it could, or was not asked).
+_UNBUILDABLE: str | None = None
 
 
 def supports(dtype: Any, head_dim: int) -> bool:
@@ -419,8 +465,9 @@ def supports(dtype: Any, head_dim: int) -> bool:
 
 
 def available() -> bool:
-    """Whether the current GPU runs sm_90a code (compute capability 9.0: H100, H200)."""
-    return capability() == 90
+    """Whether the kernel can run here: a GPU that runs sm_90a code (compute capability 9.0:
+    H100, H200) and an NVRTC that built it (or has not been asked yet)."""
+    return _UNBUILDABLE is None and capability() == 90
 
 
 def smem_bytes(head_dim: int, stages: int = DEFAULT.stages) -> int:
@@ -433,7 +480,8 @@ def smem_bytes(head_dim: int, stages: int = DEFAULT.stages) -> int:
 def kernel_name(storage: str, head_dim: int, variant: Variant = DEFAULT) -> str:
     """``flash_wg_h16_d128_s2``, plus ``_lazy`` (lazy rescaling), ``_free`` (no ping-pong)."""
     return (f"flash_wg_{storage}_d{head_dim}_s{variant.stages}"
-            + ("_lazy" if variant.lazy else "") + ("" if variant.pingpong else "_free"))
+            + ("_lazy" if variant.lazy else "") + ("" if variant.pingpong else "_free")
+            + ("_tma" if variant.tma else ""))
 
 
 def kernel_source(storage: str, head_dim: int, variant: Variant = DEFAULT) -> str:
@@ -441,16 +489,27 @@ def kernel_source(storage: str, head_dim: int, variant: Variant = DEFAULT) -> st
     return HELPERS + KERNEL + _ENTRY.format(
         name=kernel_name(storage, head_dim, variant), t=storage, d=head_dim, v=variant,
         lazy="true" if variant.lazy else "false",
-        pingpong="true" if variant.pingpong else "false")
+        pingpong="true" if variant.pingpong else "false",
+        tma="true" if variant.tma else "false")
 
 
 def _kernel(storage: str, head_dim: int, variant: Variant) -> Any:
+    """The compiled kernel, or None when this CUDA toolkit's NVRTC cannot build it (then
+    :func:`available` turns False for the process, with one warning)."""
+    global _UNBUILDABLE
     key = (cupy.cuda.Device().id, storage, head_dim, variant)
     kernel = _KERNELS.get(key)
     if kernel is None:
         name = kernel_name(storage, head_dim, variant)
-        module = cubin.load(kernel_source(storage, head_dim, variant), f"{name}.cu", ARCH,
-                            ("--std=c++14",))
+        try:
+            module = cubin.load(kernel_source(storage, head_dim, variant), f"{name}.cu",
+                                ARCH, ("--std=c++14",))
+        except cubin.CompileError as exc:
+            # An NVRTC without sm_90a (CUDA < 12.0): the mma.sync kernel still runs.
+            _UNBUILDABLE = str(exc).splitlines()[0]
+            warnings.warn(f"flash_wgmma: {_UNBUILDABLE}; attention falls back to the "
+                          f"mma.sync kernel", RuntimeWarning, stacklevel=2)
+            return None
         kernel = module.get_function(name)
         kernel.max_dynamic_shared_size_bytes = smem_bytes(head_dim, variant.stages)
         _KERNELS[key] = kernel
@@ -492,18 +551,29 @@ def flash_attention(q, k, v, scale: float, causal: bool, out=None,
             or hq % hkv or not scale > 0 or not math.isfinite(scale)
             or b * hq * n_q >= 2**31 or not available()):
         return None
-    if out is None:
-        out = cupy.empty((b, s, hq, d), dtype=q.dtype)
-    elif out.shape != (b, s, hq, d) or out.dtype != q.dtype or not out.flags.c_contiguous:
+    if out is not None and (out.shape != (b, s, hq, d) or out.dtype != q.dtype
+                            or not out.flags.c_contiguous):
         raise ValueError(f"flash_attention: out is {out.shape} {out.dtype}, expected a "
                          f"contiguous {(b, s, hq, d)} {q.dtype} array")
+    q, k, v = (_aligned(x) for x in (q, k, v))
+    maps = 0
+    if variant.tma:
+        buf = tma.device_maps([q, k, v], [(64, BLOCK_M, 1, 1)] + [(64, BLOCK_N, 1, 1)] * 2)
+        if buf is None:  # capturing, and these buffers never ran before: copy with cp.async
+            variant = variant._replace(tma=False)
+        else:
+            maps = buf.data.ptr
+    kernel = _kernel(storage, d, variant)
+    if kernel is None:
+        return None
+    if out is None:
+        out = cupy.empty((b, s, hq, d), dtype=q.dtype)
     if out.size == 0:
         return out
-    q, k, v = (_aligned(x) for x in (q, k, v))
     strides = [np.int64(x) for t in (q, k, v) for x in _elem_strides(t)[:3]]
-    _kernel(storage, d, variant)(
+    kernel(
         (b * hq * n_q,), (THREADS,),
         (q, k, v, out, np.int32(s), np.int32(skv), np.int32(hq // hkv), np.int32(hq),
-         *strides, np.float32(scale * LOG2E), np.int32(bool(causal))),
+         *strides, np.float32(scale * LOG2E), np.int32(bool(causal)), np.uint64(maps)),
         shared_mem=smem_bytes(d, variant.stages))
     return out
