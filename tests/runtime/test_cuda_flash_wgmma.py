@@ -122,6 +122,10 @@ class TestWgmmaKernel:
         q = cp.zeros((1, 2, 32, d), dtype=dtype)
         assert fw.flash_attention(q, q, q, scale, False) is None
 
+    def test_default_variant_by_head_dim(self, fw):
+        assert fw.default_variant(64).stages == 3
+        assert fw.default_variant(128) == fw.DEFAULT and fw.DEFAULT.stages == 2
+
     @pytest.mark.parametrize("stages", [0, 1, 4])
     def test_rejects_a_stage_count(self, cp, fw, stages):
         q = cp.zeros((1, 2, 32, 64), dtype=cp.float16)

@@ -599,6 +599,30 @@ def _elem_strides(x) -> tuple[int, ...]:
     return tuple(0 if n == 1 else s // x.itemsize for n, s in zip(x.shape, x.strides, strict=True))
 
 
+def problem(q, k, v, scale: float) -> tuple[str, int, int, int, int, int, int] | None:
+    """``(storage, B, Hq, S, D, Hkv, Skv)`` when q, k, v are an attention call the flash
+    kernels can take (one 16-bit dtype, 4-D, k and v alike, Hq a multiple of Hkv > 0, a
+    finite positive scale), else None. Each kernel adds its own limits (head dims, grid)."""
+    storage = _storage(q.dtype)
+    if (storage is None or not (q.dtype == k.dtype == v.dtype) or q.ndim != 4
+            or k.ndim != 4 or v.shape != k.shape):
+        return None
+    b, hq, s, d = q.shape
+    hkv, skv = k.shape[1], k.shape[2]
+    if (k.shape[0] != b or k.shape[3] != d or hkv == 0 or hq % hkv or not scale > 0
+            or not math.isfinite(scale)):
+        return None
+    return storage, b, hq, s, d, hkv, skv
+
+
+def check_out(out, shape: tuple[int, ...], dtype: Any) -> None:
+    """Raise ValueError unless ``out`` is None or a contiguous ``shape`` array of ``dtype``."""
+    if out is not None and (out.shape != shape or out.dtype != dtype
+                            or not out.flags.c_contiguous):
+        raise ValueError(f"flash_attention: out is {out.shape} {out.dtype}, expected a "
+                         f"contiguous {shape} {dtype} array")
+
+
 def _aligned(x):
     """``x`` itself when ``cp.async`` can read its rows (16-byte aligned), else a copy."""
     st = _elem_strides(x)
@@ -632,22 +656,16 @@ def flash_attention(q, k, v, scale: float, causal: bool, out=None, rows_per_warp
     """
     mt = _m_tiles(rows_per_warp)  # first: a bad variant is the caller's error, not a decline
     rows_per_warp, block_m = 16 * mt, THREADS // 32 * 16 * mt
-    storage = _storage(q.dtype)
-    if (storage is None or not (q.dtype == k.dtype == v.dtype) or q.ndim != 4
-            or k.ndim != 4 or v.shape != k.shape):
+    call = problem(q, k, v, scale)
+    if call is None:
         return None
-    b, hq, s, d = q.shape
-    hkv, skv = k.shape[1], k.shape[2]
+    storage, b, hq, s, d, hkv, skv = call
     n_q = -(-s // block_m)
-    if (not supports(q.dtype, d) or k.shape[0] != b or k.shape[3] != d or hkv == 0
-            or hq % hkv or not scale > 0 or not math.isfinite(scale) or b > 65535
-            or n_q > 65535 or not _capable()):
+    if not supports(q.dtype, d) or b > 65535 or n_q > 65535 or not _capable():
         return None
+    check_out(out, (b, s, hq, d), q.dtype)
     if out is None:
         out = cupy.empty((b, s, hq, d), dtype=q.dtype)
-    elif out.shape != (b, s, hq, d) or out.dtype != q.dtype or not out.flags.c_contiguous:
-        raise ValueError(f"flash_attention: out is {out.shape} {out.dtype}, expected a "
-                         f"contiguous {(b, s, hq, d)} {q.dtype} array")
     if out.size == 0:
         return out
     q, k, v = (_aligned(x) for x in (q, k, v))

@@ -56,24 +56,33 @@ warp), 0.488 for PyTorch's FlashAttention-2 and 0.285 for cuDNN. On the way:
 * The grouped CTA order: copies alone (products and softmax cut out) 0.190 -> 0.153 ms,
   the kernel 0.370 -> 0.344. Copies alone are still half the kernel: every CTA re-reads
   its (batch, kv head)'s K and V from L2, 128 query rows per read.
-* 3 stages: no gain at D = 128 (0.352 ms), some at D = 64. Ping-pong: 0.344 vs 0.361 ms
+* 3 stages: no gain at D = 128 (0.352 ms), 15% at D = 64 (the default there:
+  :func:`default_variant`). Ping-pong: 0.344 vs 0.361 ms
   without. Lazy rescaling (FlashAttention-4's): 2-4% slower here (the eager rescale runs
   under the other warpgroup's products).
 
-Measured and dropped: FlashAttention-3's intra-warpgroup overlap (issue S[t], then the
-previous tile's P V, wait for S only, run tile t's softmax under that P V, then rescale O;
-193 registers of P, S and O, no spills): 0.353 ms vs 0.339 (2 stages), 0.332 with 3
-stages; no gain worth a second code path while the copies bound the kernel. (ptxas
-serializes every wgmma if a branch or an mbarrier wait loop sits between two products of
-one batch: the loop had to be peeled.)
+Kept as a variant, not the default: TMA copies (``Variant(tma=True)``: one producer thread,
+tensor maps from :mod:`.tma`): 0.327 vs 0.333 ms at 8 x 16 x 2048 (0.100 vs 0.104 at
+1 x 32 x 2048), slower at small shapes (the maps' lookup on the host).
 
-Not done (FlashAttention-3 has them): TMA copies (tensor maps) with cluster multicast, which
-would halve the L2 reads of K and V; FP8.
+Measured and dropped:
+
+* FlashAttention-3's intra-warpgroup overlap (issue S[t], then the previous tile's P V,
+  wait for S only, run tile t's softmax under that P V, then rescale O; 193 registers of
+  P, S and O, no spills): 0.353 ms vs 0.339 (2 stages), 0.332 with 3 stages. (ptxas
+  serializes every wgmma if a branch or an mbarrier wait loop sits between two products of
+  one batch: the loop had to be peeled.)
+* TMA multicast over CTA pairs (a cluster of 2: two query heads of one kv head each copy
+  one 64-column panel of every K and V tile into both CTAs, halving the L2 reads; remote
+  mbarrier arrivals release a stage only when both CTAs are done): correct, but 0.453 ms
+  vs 0.327 (3 stages 0.471; 1 x 32 x 2048 0.135 vs 0.100): the pair moves at the pace of
+  its slower CTA. cuDNN's kernel (0.27-0.29 ms) runs without clusters too.
+
+Not done: FP8; a persistent grid.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, NamedTuple
 
@@ -82,7 +91,15 @@ import numpy as np
 
 from dist_rt.runtime.cuda import cubin, tma
 from dist_rt.runtime.cuda.device import capability
-from dist_rt.runtime.cuda.flash import HELPERS, LOG2E, _aligned, _elem_strides, _storage
+from dist_rt.runtime.cuda.flash import (
+    HELPERS,
+    LOG2E,
+    _aligned,
+    _elem_strides,
+    _storage,
+    check_out,
+    problem,
+)
 
 #: Query rows a CTA (2 warpgroups of 64), keys a tile, threads a CTA.
 BLOCK_M = 128
@@ -451,6 +468,13 @@ class Variant(NamedTuple):
 
 
 DEFAULT = Variant()
+
+
+def default_variant(head_dim: int) -> Variant:
+    """The variant :func:`flash_attention` runs when given none: 3 stages at D = 64 (H100,
+    4 x 16 heads x 1024, causal: 0.055-0.069 vs 0.065-0.080 ms with 2), else 2 (D = 128:
+    3 stages measured 0.352-0.355 vs 0.333-0.344 ms at 8 x 16 x 2048)."""
+    return DEFAULT._replace(stages=3) if head_dim == 64 else DEFAULT
 STAGES = (2, 3)
 
 #: (device id, storage type, D, variant) -> compiled kernel, shared-memory limit raised.
@@ -517,7 +541,7 @@ def _kernel(storage: str, head_dim: int, variant: Variant) -> Any:
 
 
 def flash_attention(q, k, v, scale: float, causal: bool, out=None,
-                    variant: Variant = DEFAULT):
+                    variant: Variant | None = None):
     """Attention with wgmma; None when this kernel does not cover the call.
 
     Args:
@@ -527,7 +551,7 @@ def flash_attention(q, k, v, scale: float, causal: bool, out=None,
         scale: Score scale (> 0).
         causal: End-aligned causal mask: query i sees keys j <= i + Skv - S.
         out: Optional contiguous (B, S, Hq, D) output buffer of q's dtype.
-        variant: Compile-time choices (:class:`Variant`).
+        variant: Compile-time choices (:class:`Variant`); None: :func:`default_variant`.
 
     Returns:
         Y as a contiguous (B, S, Hq, D) array, or None (unsupported dtype or head dim, not
@@ -537,24 +561,19 @@ def flash_attention(q, k, v, scale: float, causal: bool, out=None,
         ValueError: ``out`` has the wrong shape, dtype or layout, or ``variant`` has a stage
             count other than 2 or 3.
     """
+    if variant is None:
+        variant = default_variant(q.shape[-1])
     if variant.stages not in STAGES:
         raise ValueError(f"flash_attention: variant.stages is {variant.stages!r}, expected "
                          f"one of {STAGES}")
-    storage = _storage(q.dtype)
-    if (storage is None or not (q.dtype == k.dtype == v.dtype) or q.ndim != 4
-            or k.ndim != 4 or v.shape != k.shape):
+    call = problem(q, k, v, scale)
+    if call is None:
         return None
-    b, hq, s, d = q.shape
-    hkv, skv = k.shape[1], k.shape[2]
+    storage, b, hq, s, d, hkv, skv = call
     n_q = -(-s // BLOCK_M)
-    if (not supports(q.dtype, d) or k.shape[0] != b or k.shape[3] != d or hkv == 0
-            or hq % hkv or not scale > 0 or not math.isfinite(scale)
-            or b * hq * n_q >= 2**31 or not available()):
+    if not supports(q.dtype, d) or b * hq * n_q >= 2**31 or not available():
         return None
-    if out is not None and (out.shape != (b, s, hq, d) or out.dtype != q.dtype
-                            or not out.flags.c_contiguous):
-        raise ValueError(f"flash_attention: out is {out.shape} {out.dtype}, expected a "
-                         f"contiguous {(b, s, hq, d)} {q.dtype} array")
+    check_out(out, (b, s, hq, d), q.dtype)
     q, k, v = (_aligned(x) for x in (q, k, v))
     maps = 0
     if variant.tma:
