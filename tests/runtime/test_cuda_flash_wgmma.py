@@ -1,11 +1,9 @@
 """Hopper wgmma flash attention (dist_rt/runtime/cuda/flash_wgmma.py) against a float64
-reference (inputs and reference: flash_ref.py), and its cubin cache (cubin.py)."""
+reference (inputs and reference: flash_ref.py), and its tensor maps (tma.py)."""
 
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -206,57 +204,3 @@ class TestTensorMaps:
         a = tma.device_maps([x], [box])
         assert a is tma.device_maps([x], [box]) and a.nbytes == tma.MAP_BYTES
         assert tma.device_maps([x[:, :1]], [box]) is not a
-
-
-class TestCubinCache:
-    SOURCE = 'extern "C" __global__ void add1(float* x) { x[threadIdx.x] += 1.f; }\n'
-
-    def test_compiles_once_then_reads_the_file(self, cp, tmp_path, monkeypatch):
-        from dist_rt.runtime.cuda import cubin
-
-        monkeypatch.setenv(cubin.CACHE_ENV, str(tmp_path))
-        mod = cubin.load(self.SOURCE, "add1.cu", "sm_90a")
-        x = cp.zeros(32, cp.float32)
-        mod.get_function("add1")((1,), (32,), (x,))
-        assert float(x.sum()) == 32
-        files = list(tmp_path.glob("*.cubin"))
-        assert len(files) == 1
-        # Another process finds the file and does not compile (NVRTC is made to fail there).
-        code = ("import sys; from cupy_backends.cuda.libs import nvrtc\n"
-                "def no(*a, **k): raise AssertionError('compiled again')\n"
-                "nvrtc.compileProgram = no\n"
-                "from dist_rt.runtime.cuda import cubin\n"
-                f"cubin.load({self.SOURCE!r}, 'add1.cu', 'sm_90a').get_function('add1')\n")
-        subprocess.run([sys.executable, "-c", code], check=True, env=_env(tmp_path))
-
-    def test_a_corrupt_file_is_compiled_again(self, cp, tmp_path, monkeypatch):
-        from dist_rt.runtime.cuda import cubin
-
-        monkeypatch.setenv(cubin.CACHE_ENV, str(tmp_path))
-        cubin.load(self.SOURCE + "// v2\n", "add1.cu", "sm_90a")
-        (path,) = tmp_path.glob("*.cubin")
-        data = path.read_bytes()
-        path.write_bytes(data[:-10])  # truncated: the stored digest no longer matches
-        code = ("from dist_rt.runtime.cuda import cubin\n"
-                f"cubin.load({self.SOURCE + '// v2' + chr(10)!r}, 'add1.cu', 'sm_90a')"
-                ".get_function('add1')\n")
-        subprocess.run([sys.executable, "-c", code], check=True, env=_env(tmp_path))
-        assert path.read_bytes() == data
-
-    def test_compile_errors_carry_the_log(self, cp, tmp_path, monkeypatch):
-        from dist_rt.runtime.cuda import cubin
-
-        monkeypatch.setenv(cubin.CACHE_ENV, str(tmp_path))
-        with pytest.raises(cubin.CompileError, match="broken.cu.*sm_90a"):
-            cubin.load("this is not CUDA", "broken.cu", "sm_90a")
-        assert not list(tmp_path.glob("*.cubin"))
-
-
-def _env(cache) -> dict[str, str]:
-    import os
-
-    from dist_rt.runtime.cuda import cubin
-
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return {**os.environ, cubin.CACHE_ENV: str(cache),
-            "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
