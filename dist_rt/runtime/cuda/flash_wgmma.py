@@ -55,11 +55,12 @@ warp), 0.488 for PyTorch's FlashAttention-2 and 0.285 for cuDNN. On the way:
   ``cp.async`` stream could not keep up); the producer warpgroup: 0.405.
 * The grouped CTA order: copies alone (products and softmax cut out) 0.190 -> 0.153 ms,
   the kernel 0.370 -> 0.344. Copies alone are still half the kernel: every CTA re-reads
-  its (batch, kv head)'s K and V from L2, 128 query rows per read.
+  its (batch, kv head)'s K and V from L2, 128 query rows per read (cuDNN's kernel reads
+  as many bytes: see the persistent grid below).
 * 3 stages: no gain at D = 128 (0.352 ms), 15% at D = 64 (the default there:
-  :func:`default_variant`). Ping-pong: 0.344 vs 0.361 ms
-  without. Lazy rescaling (FlashAttention-4's): 2-4% slower here (the eager rescale runs
-  under the other warpgroup's products).
+  :func:`default_variant`). Ping-pong: 0.344 vs 0.361 ms without. Lazy rescaling
+  (FlashAttention-4's): 2-4% slower here (the eager rescale runs under the other
+  warpgroup's products).
 
 Kept as a variant, not the default: TMA copies (``Variant(tma=True)``: one producer thread,
 tensor maps from :mod:`.tma`): 0.327 vs 0.333 ms at 8 x 16 x 2048 (0.100 vs 0.104 at
@@ -90,7 +91,7 @@ Measured and dropped:
   from the same counter (0.329 vs 0.312 with TMA; 1 x 32 x 2048 0.109 vs 0.109). So
   neither order nor launch overhead makes cuDNN's lead; dropped.
 
-Not done: FP8; a persistent grid.
+Not done: FP8.
 """
 
 from __future__ import annotations
