@@ -43,6 +43,8 @@ from collectives.communicator import Communicator, watchdog_timeout
 from dist_rt.errors import CommunicatorError, LaunchError
 
 _WIDEN = {"float16", "bfloat16"}
+#: Seconds ``abort`` waits between printing its reason and ``MPI_Abort`` (see ``abort``).
+ABORT_GRACE_S = 0.2
 
 
 def _mpi() -> Any:
@@ -296,6 +298,10 @@ class MpiCommunicator(Communicator):
             sys.stderr.write(f"dist_rt: abort: {reason}\n")
         sys.stderr.flush()
         sys.stdout.flush()
+        # The launcher forwards each rank's output through its own proxy and kills every rank
+        # on MPI_Abort; without a pause the lines above were sometimes lost (mpich's hydra:
+        # empty output in one of this test suite's CI runs, tests/reliability).
+        time.sleep(ABORT_GRACE_S)
         self._MPI.COMM_WORLD.Abort(code)
 
     def close(self) -> None:
