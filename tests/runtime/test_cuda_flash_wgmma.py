@@ -89,11 +89,19 @@ class TestWgmmaKernel:
         want = cp.asnumpy(flash.flash_attention(q, k, v, 0.088, True, rows_per_warp=32))
         np.testing.assert_allclose(y, want.astype(np.float32), atol=2e-3, rtol=0)
 
-    def test_no_keys_gives_zeros(self, cp, fw):
+    @pytest.mark.parametrize("tma", [False, True])
+    def test_no_keys_gives_zeros(self, cp, fw, tma):
         q = cp.ones((1, 2, 20, 64), dtype=cp.float16)
         k = cp.ones((1, 2, 0, 64), dtype=cp.float16)
-        y = fw.flash_attention(q, k, k, 0.125, True)
+        y = fw.flash_attention(q, k, k, 0.125, True, variant=fw.Variant(tma=tma))
         assert y.shape == (1, 20, 2, 64) and not bool(cp.any(y))
+
+    @pytest.mark.parametrize("tma", [False, True])
+    def test_no_queries_gives_an_empty_output(self, cp, fw, tma):
+        q = cp.ones((1, 2, 0, 64), dtype=cp.float16)
+        k = cp.ones((1, 2, 30, 64), dtype=cp.float16)
+        y = fw.flash_attention(q, k, k, 0.125, True, variant=fw.Variant(tma=tma))
+        assert y.shape == (1, 0, 2, 64)
 
     def test_unaligned_views_are_copied(self, cp, fw):
         rng = np.random.default_rng(9)

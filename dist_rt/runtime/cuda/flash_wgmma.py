@@ -157,6 +157,7 @@ class Variant(NamedTuple):
 
 
 DEFAULT = Variant()
+STAGES = (2, 3)
 
 
 def default_variant(head_dim: int) -> Variant:
@@ -164,7 +165,7 @@ def default_variant(head_dim: int) -> Variant:
     4 x 16 heads x 1024, causal: 0.055-0.069 vs 0.065-0.080 ms with 2), else 2 (D = 128:
     3 stages measured 0.352-0.355 vs 0.333-0.344 ms at 8 x 16 x 2048)."""
     return DEFAULT._replace(stages=3) if head_dim == 64 else DEFAULT
-STAGES = (2, 3)
+
 
 #: (device id, storage type, D, variant) -> compiled kernel, shared-memory limit raised.
 _KERNELS: dict[tuple[int, str, int, Variant], Any] = {}
@@ -263,11 +264,16 @@ def flash_attention(q, k, v, scale: float, causal: bool, out=None,
     if not supports(q.dtype, d) or b * hq * n_q >= 2**31 or not available():
         return None
     check_out(out, (b, s, hq, d), q.dtype)
+    if b * s * hq * d == 0:
+        return cupy.empty((b, s, hq, d), dtype=q.dtype) if out is None else out
     q, k, v = (_aligned(x) for x in (q, k, v))
     maps = 0
     if variant.tma:
-        buf = tma.device_maps([q, k, v], [(64, BLOCK_M, 1, 1)] + [(64, BLOCK_N, 1, 1)] * 2)
-        if buf is None:  # capturing, and these buffers never ran before: copy with cp.async
+        # No tensor map describes an empty K/V (Skv = 0: the kernel copies no tile anyway),
+        # and none is uploaded while capturing (tma.device_maps): cp.async copies then.
+        boxes = [(64, BLOCK_M, 1, 1)] + [(64, BLOCK_N, 1, 1)] * 2
+        buf = tma.device_maps([q, k, v], boxes) if skv else None
+        if buf is None:
             variant = variant._replace(tma=False)
         else:
             maps = buf.data.ptr
@@ -276,8 +282,6 @@ def flash_attention(q, k, v, scale: float, causal: bool, out=None,
         return None
     if out is None:
         out = cupy.empty((b, s, hq, d), dtype=q.dtype)
-    if out.size == 0:
-        return out
     strides = [np.int64(x) for t in (q, k, v) for x in _elem_strides(t)[:3]]
     kernel(
         (b * hq * n_q,), (THREADS,),
